@@ -1,0 +1,24 @@
+"""Errors that mean "the user's input is wrong", as opposed to bugs.
+
+The command line turns an :class:`InputError` into one line on stderr and exit code 2; anything else
+is a bug and keeps its traceback. Messages name the file (and frame or field) and say what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(ValueError):
+    """Bad input from the user: a file, a flag or a study field."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None, frame: int | None = None):
+        where = ""
+        if path is not None:
+            where = f"{path}"
+            if frame is not None:
+                where += f" (frame {frame})"
+            where += ": "
+        super().__init__(where + message)
+        self.path = None if path is None else Path(path)
+        self.frame = frame
