@@ -1,0 +1,62 @@
+"""Metric names and units: the one place that defines them.
+
+nequip logs ``val0_epoch/forces_mae``; MLflow and Ray Tune prefer flat names, and a user comparing runs in
+the MLflow UI should read ``val_forces_mae`` without knowing nequip. Every module imports names from here.
+"""
+
+from __future__ import annotations
+
+# Energies in eV, forces in eV/A, energy per atom in eV/atom, time in s, MD time in ps.
+UNITS = {
+    "forces_mae": "eV/A",
+    "forces_rmse": "eV/A",
+    "energy_per_atom_mae": "eV/atom",
+    "energy_per_atom_rmse": "eV/atom",
+    "total_energy_mae": "eV",
+    "loss": "(eV/atom)^2 + (eV/A)^2",
+}
+
+# What the training loop's per-epoch report calls things.
+VAL_FORCES_MAE = "val_forces_mae"
+VAL_FORCES_RMSE = "val_forces_rmse"
+VAL_ENERGY_PER_ATOM_MAE = "val_energy_per_atom_mae"
+VAL_LOSS = "val_loss"
+TRAIN_LOSS = "train_loss"
+EPOCH = "epoch"
+EPOCH_TIME = "epoch_time_s"
+LEARNING_RATE = "lr"
+
+# Final metrics of a trained model on its test set.
+TEST_FORCES_MAE = "test_forces_mae"
+TEST_FORCES_RMSE = "test_forces_rmse"
+TEST_ENERGY_PER_ATOM_MAE = "test_energy_per_atom_mae"
+TEST_ENERGY_PER_ATOM_RMSE = "test_energy_per_atom_rmse"
+
+# The metric trials are compared by (pruning and best-of-cell); lower is better.
+OBJECTIVE = VAL_FORCES_MAE
+
+_NEQUIP_TO_OURS = {
+    "forces_mae": "forces_mae",
+    "forces_rmse": "forces_rmse",
+    "per_atom_energy_mae": "energy_per_atom_mae",
+    "per_atom_energy_rmse": "energy_per_atom_rmse",
+    "total_energy_mae": "total_energy_mae",
+    "weighted_sum": "loss",
+}
+
+
+def from_nequip(metrics: dict[str, float]) -> dict[str, float]:
+    """``val0_epoch/forces_mae`` -> ``val_forces_mae``, ``train_loss_epoch/weighted_sum`` -> ``train_loss``."""
+    out = {}
+    for key, value in metrics.items():
+        stage, _, name = key.partition("/")
+        prefix = {"val0_epoch": "val", "test0_epoch": "test", "train_loss_epoch": "train"}.get(stage)
+        if prefix is None or name not in _NEQUIP_TO_OURS:
+            continue
+        out[f"{prefix}_{_NEQUIP_TO_OURS[name]}"] = float(value)
+    return out
+
+
+def group_metric(name: str, group: str) -> str:
+    """A metric restricted to one data group, e.g. ``test_forces_mae.T900``."""
+    return f"{name}.{group}"
