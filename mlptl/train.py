@@ -144,7 +144,7 @@ def prepare_data(spec: TrainSpec, out: Path) -> dict[str, Path]:
     if spec.test_data:
         test = read_frames(spec.test_data)
         split = split_frames(
-            frames, n_test=0, n_val=spec.val_size, seed=spec.split_seed, train_groups=spec.train_groups
+            frames, n_test=0, n_val=spec.val_size, seed=spec.split_seed, train_groups=spec.train_groups, path=spec.data
         )
         split = replace(split, test=test)
     else:
@@ -155,10 +155,11 @@ def prepare_data(spec: TrainSpec, out: Path) -> dict[str, Path]:
             seed=spec.split_seed,
             test_groups=spec.test_groups,
             train_groups=spec.train_groups,
+            path=spec.data,
         )
     train = split.train
     if spec.train_size is not None:
-        train = nested_subsets(split.train, [spec.train_size], seed=spec.split_seed, source=spec.data)[
+        train = nested_subsets(split.train, [spec.train_size], seed=spec.split_seed, path=spec.data)[
             spec.train_size
         ]
     paths = {}

@@ -1,0 +1,28 @@
+"""Shared fixtures: where the external mlearn data lives, and one tiny generated data set per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def mlearn_dir() -> Path:
+    """The read-only mlearn DFT data (never copied into the repo); tests using it skip without it."""
+    env = os.environ.get("MLPTL_MLEARN_DIR")
+    path = Path(env) if env else REPO_ROOT.parent / "shared" / "data" / "mlearn"
+    if not path.is_dir():
+        pytest.skip(f"mlearn data not found at {path} (set MLPTL_MLEARN_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ge(tmp_path_factory) -> Path:
+    """The 'tiny' preset for Ge, generated once per session into a private cache (a few seconds)."""
+    from mlptl.data.generate import generate, preset
+
+    return generate(preset("tiny", "Ge"), tmp_path_factory.mktemp("cache"), progress=False)

@@ -1,0 +1,154 @@
+"""Real nequip training at tiny sizes: transfer, freezing, stopping, resuming, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from mlptl.cli import main
+from mlptl.errors import InputError
+from mlptl.model.transfer import REFIT_PREFIXES, _local_name, load_source
+from mlptl.train import TrainSpec, prepare, train
+
+
+@pytest.fixture(scope="session")
+def ge_data(tmp_path_factory):
+    from mlptl.data.generate import generate, preset
+
+    return generate(preset("tiny", "Ge", frames_per_temperature=12), tmp_path_factory.mktemp("cache"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def si_model(tmp_path_factory):
+    from mlptl.data.generate import generate, preset
+
+    data = generate(preset("tiny", "Si", frames_per_temperature=12), tmp_path_factory.mktemp("cache"), progress=False)
+    out = tmp_path_factory.mktemp("si")
+    spec = TrainSpec(element="Si", data=str(data), out=str(out), max_epochs=2, train_size=12, val_size=4, test_size=6, lr=5e-3)
+    return train(spec).model_path
+
+
+def _spec(tmp_path, ge_data, si_model, **kw) -> TrainSpec:
+    base = dict(
+        element="Ge",
+        data=str(ge_data),
+        out=str(tmp_path / "ge"),
+        init="transfer",
+        pretrained=str(si_model),
+        max_epochs=1,
+        train_size=8,
+        val_size=4,
+        test_size=6,
+        lr=5e-3,
+    )
+    base.update(kw)
+    return TrainSpec(**base)
+
+
+def test_transfer_copies_every_weight_but_the_refitted_energy_scale(tmp_path, ge_data, si_model):
+    prepared = prepare(_spec(tmp_path, ge_data, si_model))
+    source = load_source(si_model)
+    src = {_local_name(k): v for k, v in source.state_dict.items()}
+    target = {_local_name(k): v for k, v in prepared.graph_model.state_dict().items()}
+    assert target.keys() == src.keys()
+    compared = 0
+    for name, value in src.items():
+        if name.startswith(REFIT_PREFIXES):
+            continue
+        assert torch.equal(target[name], value), name
+        compared += 1
+    assert compared >= 15  # every weight of the tiny model
+    # the shift is re-fitted to Ge (SW Ge sits ~0.47 eV/atom above SW Si)
+    shift = "per_type_energy_scale_shift.shifts"
+    assert float(target[shift]) - float(src[shift]) > 0.3
+    assert prepared.model_spec.num_layers == source.num_layers
+
+
+def test_freezing_keeps_frozen_weights_bit_identical(tmp_path, ge_data, si_model):
+    spec = _spec(tmp_path, ge_data, si_model, freeze_depth=2, max_epochs=2)
+    result = train(spec)
+    source = {_local_name(k): v for k, v in load_source(si_model).state_dict.items()}
+    trained = {_local_name(k): v for k, v in load_source(result.model_path).state_dict.items()}
+    frozen = {_local_name(n) for n in result.frozen}
+    assert any(n.startswith("radial_chemical_embed.") for n in frozen)
+    assert any(n.startswith("allegro.latents.0.") for n in frozen)
+    assert not any(n.startswith(("allegro.latents.1.", "edge_readout.")) for n in frozen)
+    for name in frozen:
+        assert torch.equal(trained[name], source[name]), f"frozen {name} changed"
+    trainable = [n for n in trained if n.startswith(("allegro.latents.1.", "allegro.tps.1.", "edge_readout.")) and n.endswith(("weight", "weights"))]
+    assert trainable
+    for name in trainable:
+        assert not torch.equal(trained[name], source[name]), f"trainable {name} did not change"
+
+    metrics = json.loads((tmp_path / "ge" / "metrics.json").read_text())
+    for key in ("test_forces_mae", "test_forces_rmse", "test_energy_per_atom_mae"):
+        assert metrics[key] > 0 and metrics[key] < 10
+    assert len(pd.read_csv(tmp_path / "ge" / "history.csv")) == 2
+
+
+def test_deepest_freeze_leaves_only_the_readout(tmp_path, ge_data, si_model):
+    prepared = prepare(_spec(tmp_path, ge_data, si_model, freeze_depth=3))
+    trainable = [_local_name(n) for n, p in prepared.graph_model.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("edge_readout.") for n in trainable)
+
+
+def test_stop_request_ends_training_after_that_epoch(tmp_path, ge_data, si_model):
+    seen = []
+
+    def on_epoch(report):
+        seen.append(report.epoch)
+        assert report.metrics["val_forces_mae"] > 0
+        return report.epoch >= 1
+
+    result = train(_spec(tmp_path, ge_data, si_model, max_epochs=4), on_epoch=on_epoch)
+    assert seen == [1]
+    assert result.epochs_run == 1 and result.stopped_early
+    assert (tmp_path / "ge" / "model.nequip.zip").is_file()
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, ge_data, si_model):
+    first = train(_spec(tmp_path, ge_data, si_model, max_epochs=1, init="scratch", pretrained=None))
+    assert first.epochs_run == 1
+    epochs = []
+    second = train(
+        _spec(tmp_path, ge_data, si_model, max_epochs=2, init="scratch", pretrained=None),
+        on_epoch=lambda r: epochs.append(r.epoch),
+    )
+    assert epochs == [2]  # epoch 1 was not redone
+    assert second.epochs_run == 2
+    assert list(pd.read_csv(tmp_path / "ge" / "history.csv")["epoch"]) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"freeze_depth": 4}, "freeze depth 4 is beyond"),
+        ({"train_size": 500}, "500"),
+        ({"pretrained": None}, "needs a pretrained model"),
+        ({"element": "Si"}, "expected frames of Si only"),
+        ({"element": "Xx"}, "unknown element"),
+        ({"init": "scratch", "pretrained": None, "model": "huge"}, "unknown model size preset"),
+        ({"lr_schedule": "warp"}, "lr schedule"),
+    ],
+)
+def test_bad_training_input_is_rejected_before_anything_is_written(tmp_path, ge_data, si_model, changes, message):
+    spec = _spec(tmp_path, ge_data, si_model, **changes)
+    with pytest.raises(InputError, match=message):
+        train(spec)
+    assert not (tmp_path / "ge").exists()
+
+
+def test_cli_train_and_errors(tmp_path, ge_data, si_model, capsys):
+    out = tmp_path / "cli"
+    args = ["train", "--element", "Ge", "--data", str(ge_data), "--init", "transfer", "--pretrained", str(si_model)]
+    args += ["--freeze-depth", "1", "--lr", "1e-3", "--max-epochs", "1", "--train-size", "8", "--val-size", "4"]
+    args += ["--test-size", "6", "--seed", "0", "--out", str(out)]
+    assert main(args) == 0
+    for name in ("model.nequip.zip", "metrics.json", "history.csv"):
+        assert (out / name).is_file()
+    assert main(args[:-2] + ["--freeze-depth", "9", "--out", str(tmp_path / "bad")]) == 2
+    assert "freeze depth 9" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
