@@ -305,14 +305,24 @@ def _make_epoch_callback(on_epoch, history: list, ckpt_dir: Path, state: dict):
             m[M.EPOCH] = epoch
             m[M.EPOCH_TIME] = time.perf_counter() - state.get("t0", time.perf_counter())
             m[M.LEARNING_RATE] = float(trainer.optimizers[0].param_groups[0]["lr"])
-            history.append(m)
             bad = [k for k, v in m.items() if not math.isfinite(v)]
             if bad:
-                raise TrainingDiverged(f"non-finite {', '.join(bad)} after epoch {epoch}")
+                raise TrainingDiverged(f"non-finite {', '.join(sorted(bad))} after epoch {epoch}")
+            history.append(m)
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            # Reported here rather than in on_validation_end: Lightning runs checkpoint callbacks last,
+            # so only now does last.ckpt hold this epoch, and a stop or a crash loses nothing reported.
+            if not history or history[-1][M.EPOCH] != trainer.current_epoch + 1:
+                return
+            train_metrics = M.from_nequip({k: float(v) for k, v in trainer.callback_metrics.items()})
+            history[-1].update({k: v for k, v in train_metrics.items() if k.startswith("train_")})
+            _write_history(ckpt_dir.parent, history)
             if on_epoch is not None:
-                stop = on_epoch(EpochReport(epoch=epoch, metrics=dict(m), checkpoint=ckpt_dir / "last.ckpt"))
+                m = history[-1]
+                stop = on_epoch(EpochReport(epoch=int(m[M.EPOCH]), metrics=dict(m), checkpoint=ckpt_dir / "last.ckpt"))
                 if stop:
-                    log.info("stop requested after epoch %d", epoch)
+                    log.info("stop requested after epoch %d", m[M.EPOCH])
                     state["stopped"] = True
                     trainer.should_stop = True
 
@@ -453,8 +463,12 @@ def train(
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if (resume and last.exists()) else None
     if ckpt_path:
-        log.info("resuming from %s", last)
+        import torch
+
+        done = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1
+        log.info("resuming from %s after epoch %d", last, done)
         _load_history(out, history)
+        del history[done:]
     else:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     t0 = time.perf_counter()

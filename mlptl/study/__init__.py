@@ -1,0 +1,23 @@
+"""Studies: definitions (dataclasses), per-cell Optuna search and pruning under Ray Tune, the runner."""
+
+from mlptl.study.spec import (
+    Cell,
+    DataSource,
+    EvaluationSpec,
+    Pretraining,
+    PrunerSpec,
+    Resources,
+    SearchSpace,
+    Study,
+)
+
+__all__ = [
+    "Cell",
+    "DataSource",
+    "EvaluationSpec",
+    "Pretraining",
+    "PrunerSpec",
+    "Resources",
+    "SearchSpace",
+    "Study",
+]

@@ -1,0 +1,127 @@
+"""Loading study definitions from ``studies/*.py`` and applying command-line overrides.
+
+A study file defines ``STUDY`` (a :class:`~mlptl.study.spec.Study`) and ends with
+``if __name__ == "__main__": raise SystemExit(main(STUDY))``, so the same file runs as
+``mlptl run studies/x.py`` and as ``python studies/x.py`` (which is what ``ray submit`` executes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import runpy
+from dataclasses import replace
+from pathlib import Path
+
+from mlptl.errors import InputError
+from mlptl.study.spec import Study
+
+log = logging.getLogger(__name__)
+
+__all__ = ["load_study", "add_override_arguments", "apply_overrides", "main"]
+
+
+def load_study(path: str | Path) -> Study:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("study file not found", path=path)
+    try:
+        namespace = runpy.run_path(str(path), run_name="mlptl_study")
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError(f"cannot load study definition: {type(e).__name__}: {e}", path=path) from e
+    study = namespace.get("STUDY")
+    if not isinstance(study, Study):
+        raise InputError("a study file must define STUDY = mlptl.study.Study(...)", path=path)
+    return study
+
+
+def add_override_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true", help="finish an interrupted study without redoing finished trials")
+    p.add_argument("--smoke", action="store_true", help="a minutes-long run of the whole pipeline at minimal sizes")
+    p.add_argument("--max-epochs", type=int, help="epoch budget per trial")
+    p.add_argument("--trials-per-cell", type=int, help="search trials per (init, training size) cell")
+    p.add_argument("--seeds", help="comma-separated seeds for re-training each cell's best, e.g. 0,1,2")
+    p.add_argument("--train-sizes", help="comma-separated target training sizes, e.g. 10,50")
+    p.add_argument("--pruner", help="none, median, percentile, successive_halving, hyperband, patient, wilcoxon")
+    p.add_argument("--name", help="study name (the MLflow experiment)")
+    p.add_argument("--storage", help="directory for the study's store (MLflow, Optuna, Ray, runs)")
+    p.add_argument("--tracking-uri", help="an MLflow tracking URI (default: sqlite in the storage dir)")
+    p.add_argument("--cpus-per-trial", type=float)
+    p.add_argument("--gpus-per-trial", type=float)
+
+
+def _ints(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def apply_overrides(study: Study, args: argparse.Namespace) -> Study:
+    if args.smoke:
+        study = smoke(study)
+    res = study.resources
+    if args.cpus_per_trial is not None:
+        res = replace(res, cpus_per_trial=args.cpus_per_trial)
+    if args.gpus_per_trial is not None:
+        res = replace(res, gpus_per_trial=args.gpus_per_trial)
+    pruner = replace(study.pruner, kind=args.pruner) if args.pruner else study.pruner
+    return study.with_overrides(
+        max_epochs=args.max_epochs,
+        trials_per_cell=args.trials_per_cell,
+        seeds=_ints(args.seeds),
+        train_sizes=_ints(args.train_sizes),
+        name=args.name,
+        storage=args.storage,
+        tracking_uri=args.tracking_uri,
+        resources=res,
+        pruner=pruner,
+    )
+
+
+def smoke(study: Study) -> Study:
+    """The same study at minimal sizes: every phase runs, nothing is meant to be compared."""
+    ev = replace(study.evaluation, stability_steps=50, stability_replicas=1, stability_temperatures=study.evaluation.stability_temperatures[:1], properties=False)
+    pre = replace(study.pretraining, max_epochs=min(study.pretraining.max_epochs, 3))
+    return replace(
+        study,
+        name=f"{study.name}-smoke",
+        trials_per_cell=2,
+        max_epochs=2,
+        seeds=study.seeds[:1],
+        train_sizes=tuple(sorted(study.train_sizes))[:2],
+        evaluation=ev,
+        pretraining=pre,
+    )
+
+
+def main(study: Study, argv: list[str] | None = None) -> int:
+    """Entry point for ``python studies/x.py [overrides]``."""
+    from mlptl.cli import run_with_errors
+
+    p = argparse.ArgumentParser(description=f"Run the study {study.name!r}.")
+    add_override_arguments(p)
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+
+    def go(args) -> int:
+        from mlptl.study.runner import run_study
+
+        result = run_study(apply_overrides(study, args), resume=args.resume)
+        _summary(result)
+        return 0
+
+    return run_with_errors(go, args)
+
+
+def _summary(result) -> None:
+    print(f"study {result.name}: {result.counts} in {result.wall_time_s:.0f} s")
+    print(f"tracking store: {result.tracking_uri} (browse: mlptl ui --storage {result.storage})")
+    for cell, model in result.registered.items():
+        print(f"  registered {cell}: {model}")
+    if result.report_dir:
+        print(f"report: {result.report_dir / 'report.md'}")

@@ -1,0 +1,202 @@
+"""Per-cell hyperparameter search with Optuna, offered to Ray Tune as a Searcher.
+
+Force errors at 10 and at 500 training frames are not comparable, so each cell (init, training size)
+has its own Optuna study: its own seeded sampler, its own pruner, its own history. One Ray Tune run
+still drives all cells at once, so the cluster stays busy: the searcher hands out trials round-robin
+over the cells that still need them. Optuna's studies live in an RDB (sqlite) next to the MLflow store,
+which is what lets an interrupted study resume: finished trials stay finished, interrupted ones are
+asked again with the same parameters and trial key, so they continue from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from mlptl import metrics as M
+from mlptl.study.pruning import make_pruner
+from mlptl.study.spec import Cell, Study
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CellStudies", "OptunaCellSearcher", "make_sampler"]
+
+ATTR_KEY = "trial_key"
+ATTR_INTERRUPTED = "interrupted"
+
+
+def make_sampler(study: Study, cell_index: int) -> optuna.samplers.BaseSampler:
+    """A sampler seeded per cell, so each cell's proposals are reproducible and independent."""
+    seed = study.sampler_seed * 1000 + cell_index
+    if study.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if study.sampler == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed)
+    n_startup = max(1, min(4, study.trials_per_cell // 2))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup)
+
+
+def distributions(study: Study, cell: Cell) -> dict[str, optuna.distributions.BaseDistribution]:
+    s = study.search
+    d: dict[str, Any] = {"lr": FloatDistribution(s.lr[0], s.lr[1], log=True)}
+    if cell.init == "transfer":
+        d["freeze_depth"] = CategoricalDistribution(list(s.freeze_depth))
+    if len(s.lr_schedule) > 1:
+        d["lr_schedule"] = CategoricalDistribution(list(s.lr_schedule))
+    if len(s.batch_size) > 1:
+        d["batch_size"] = CategoricalDistribution(list(s.batch_size))
+    return d
+
+
+@dataclass
+class LiveTrial:
+    cell: Cell
+    trial: optuna.trial.Trial
+    key: str
+    pruned_at: int | None = None
+    last_epoch: int = 0
+    best: float = float("inf")
+
+
+@dataclass
+class CellStudies:
+    """The Optuna side of a study: one Optuna study per cell and the trials now running."""
+
+    study: Study
+    storage_url: str
+    make_job: Callable[[Cell, str, dict[str, Any]], dict[str, Any]]
+    studies: dict[str, optuna.Study] = field(default_factory=dict)
+    live: dict[str, LiveTrial] = field(default_factory=dict)
+    remaining: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=lambda: {"finished": 0, "pruned": 0, "failed": 0})
+
+    def __post_init__(self) -> None:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = optuna.storages.RDBStorage(self.storage_url)
+        self.cells = {c.id: c for c in self.study.cells()}
+        for i, cell in enumerate(self.study.cells()):
+            self.studies[cell.id] = optuna.create_study(
+                study_name=f"{self.study.name}/{cell.id}",
+                storage=storage,
+                sampler=make_sampler(self.study, i),
+                pruner=make_pruner(self.study.pruner),
+                direction="minimize",
+                load_if_exists=True,
+            )
+        self._order = itertools.cycle(list(self.cells))
+
+    # ------------------------------------------------------------ planning and resume
+    def plan(self) -> int:
+        """How many trials are still to run; interrupted trials are queued again with their keys."""
+        total = 0
+        for cid, st in self.studies.items():
+            done = 0
+            for t in st.get_trials(deepcopy=False):
+                if t.state in (TrialState.RUNNING, TrialState.WAITING) and t.number is not None:
+                    if t.state == TrialState.RUNNING:
+                        # Left running by an interrupted driver: close it, ask again with the same
+                        # parameters and key so the run directory (and its checkpoint) is reused.
+                        st._storage.set_trial_user_attr(t._trial_id, ATTR_INTERRUPTED, True)
+                        st._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                        st.enqueue_trial(t.params, user_attrs={ATTR_KEY: t.user_attrs.get(ATTR_KEY)})
+                        log.info("cell %s: trial %s was interrupted; it will continue", cid, t.user_attrs.get(ATTR_KEY))
+                    continue
+                if t.state == TrialState.FAIL and t.user_attrs.get(ATTR_INTERRUPTED):
+                    continue
+                done += 1
+            self.remaining[cid] = max(0, self.study.trials_per_cell - done)
+            total += self.remaining[cid]
+        return total
+
+    # ------------------------------------------------------------ Ray Tune side
+    def next_job(self, ray_trial_id: str) -> dict[str, Any] | None:
+        for _ in range(len(self.cells)):
+            cid = next(self._order)
+            if self.remaining.get(cid, 0) > 0:
+                break
+        else:
+            return None
+        cell = self.cells[cid]
+        st = self.studies[cid]
+        trial = st.ask(distributions(self.study, cell))
+        key = trial.user_attrs.get(ATTR_KEY) or f"{cid}-t{trial.number:03d}"
+        trial.set_user_attr(ATTR_KEY, key)
+        self.remaining[cid] -= 1
+        self.live[ray_trial_id] = LiveTrial(cell=cell, trial=trial, key=key)
+        return self.make_job(cell, key, dict(trial.params))
+
+    def report(self, ray_trial_id: str, epoch: int, value: float) -> bool:
+        """Feed one epoch's validation error to the cell's pruner; True means prune."""
+        lt = self.live.get(ray_trial_id)
+        if lt is None or epoch <= lt.last_epoch:
+            return False
+        lt.last_epoch = epoch
+        lt.best = min(lt.best, value)
+        lt.trial.report(value, epoch)
+        if lt.trial.should_prune():
+            lt.pruned_at = epoch
+            return True
+        return False
+
+    def complete(self, ray_trial_id: str, result: dict | None, error: bool) -> tuple[LiveTrial, str] | None:
+        lt = self.live.pop(ray_trial_id, None)
+        if lt is None:
+            return None
+        st = self.studies[lt.cell.id]
+        result = result or {}
+        if lt.pruned_at is not None:
+            st.tell(lt.trial, state=TrialState.PRUNED)
+            outcome = "pruned"
+        elif error or result.get("mlptl_status") == "failed":
+            st.tell(lt.trial, state=TrialState.FAIL)
+            outcome = "failed"
+        else:
+            value = result.get("best_" + M.VAL_FORCES_MAE, lt.best)
+            st.tell(lt.trial, value if value == value else float("inf"))
+            outcome = "finished"
+        self.counts[outcome] += 1
+        return lt, outcome
+
+    # ------------------------------------------------------------ results
+    def best_params(self) -> dict[str, dict[str, Any] | None]:
+        out: dict[str, dict[str, Any] | None] = {}
+        for cid, st in self.studies.items():
+            done = [t for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+            out[cid] = min(done, key=lambda t: t.value).params if done else None
+        return out
+
+    def best_values(self) -> dict[str, float | None]:
+        out = {}
+        for cid, st in self.studies.items():
+            done = st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            out[cid] = min(t.value for t in done) if done else None
+        return out
+
+
+class OptunaCellSearcher(Searcher):
+    """Ray Tune's view of :class:`CellStudies`: suggest from the cell studies, tell them the outcome."""
+
+    def __init__(self, cells: CellStudies, on_complete: Callable[[LiveTrial, str, dict], None] | None = None):
+        super().__init__(metric=M.VAL_FORCES_MAE, mode="min")
+        self.cells = cells
+        self.on_complete = on_complete
+
+    def suggest(self, trial_id: str) -> dict | None:
+        job = self.cells.next_job(trial_id)
+        if job is None:
+            return Searcher.FINISHED
+        return {"job": job}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        done = self.cells.complete(trial_id, result, error)
+        if done is not None and self.on_complete is not None:
+            lt, outcome = done
+            self.on_complete(lt, outcome, result or {})

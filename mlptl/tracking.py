@@ -1,0 +1,144 @@
+"""MLflow conventions: where a study's runs live, how they are named, tagged and found again.
+
+One experiment per study; a parent run for the study (its definition, data hashes, report); a child run
+per trial, found again by its ``mlptl.trial_key`` tag so that a resumed study reuses runs instead of
+duplicating them. Every function takes explicit run ids (``MlflowClient``), never MLflow's global
+"active run", because trials log from Ray worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# Tags: the vocabulary a user filters on in the MLflow UI.
+TAG_ROLE = "mlptl.role"  # "study" | "pretraining" | "trial"
+TAG_STUDY = "mlptl.study"
+TAG_TRIAL_KEY = "mlptl.trial_key"
+TAG_CELL = "mlptl.cell"
+TAG_PHASE = "mlptl.phase"  # "search" | "final"
+TAG_STATUS = "mlptl.status"  # "running" | "finished" | "pruned" | "failed"
+TAG_REASON = "mlptl.failure_reason"
+TAG_PRUNED_EPOCH = "mlptl.pruned_at_epoch"
+TAG_PARENT = "mlflow.parentRunId"
+TAG_RUN_NAME = "mlflow.runName"
+MODEL_ARTIFACT_DIR = "model"
+
+STATUS_TO_MLFLOW = {"finished": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+
+
+def default_tracking_uri(storage_dir: Path) -> str:
+    return f"sqlite:///{(storage_dir / 'mlflow.db').resolve()}"
+
+
+def resolve_tracking_uri(storage_dir: Path, explicit: str | None = None) -> str:
+    """The study's field first, then ``MLFLOW_TRACKING_URI``, then a sqlite store in the storage dir."""
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(storage_dir)
+
+
+def client(tracking_uri: str):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def ensure_experiment(c, name: str, artifact_root: Path | None) -> str:
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = artifact_root.resolve().as_uri() if artifact_root is not None else None
+    return c.create_experiment(name, artifact_location=location)
+
+
+def find_run(c, experiment_id: str, **tags: str):
+    """The newest run whose tags match, or None."""
+    filt = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    runs = c.search_runs([experiment_id], filter_string=filt, max_results=1, order_by=["attributes.start_time DESC"])
+    return runs[0] if runs else None
+
+
+def find_or_create_run(c, experiment_id: str, *, name: str, tags: dict[str, str]):
+    """Reuse the run with this trial key (a resumed trial) or start a new one."""
+    key_tags = {k: tags[k] for k in (TAG_ROLE, TAG_TRIAL_KEY) if k in tags}
+    existing = find_run(c, experiment_id, **key_tags) if key_tags else None
+    if existing is not None:
+        c.update_run(existing.info.run_id, status="RUNNING")
+        return existing.info.run_id, True
+    run = c.create_run(experiment_id, run_name=name, tags={**tags, TAG_RUN_NAME: name})
+    return run.info.run_id, False
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def log_params(c, run_id: str, params: dict[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    existing = c.get_run(run_id).data.params
+    batch = []
+    for k, v in flatten(params).items():
+        value = json.dumps(v) if isinstance(v, list | tuple) else str(v)
+        value = value[:6000]
+        if k in existing:
+            continue  # params are immutable in MLflow; a resumed run keeps its own
+        batch.append(Param(k, value))
+    for i in range(0, len(batch), 100):
+        c.log_batch(run_id, params=batch[i : i + 100])
+
+
+def log_metrics(c, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [
+        Metric(k, float(v), now, int(step or 0))
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and math.isfinite(float(v))
+    ]
+    for i in range(0, len(batch), 500):
+        c.log_batch(run_id, metrics=batch[i : i + 500])
+
+
+def set_status(c, run_id: str, status: str, reason: str | None = None, pruned_epoch: int | None = None) -> None:
+    """Record a trial's outcome where the MLflow UI shows it: the run status and mlptl tags."""
+    c.set_tag(run_id, TAG_STATUS, status)
+    if reason:
+        c.set_tag(run_id, TAG_REASON, reason[:4000])
+    if pruned_epoch is not None:
+        c.set_tag(run_id, TAG_PRUNED_EPOCH, str(pruned_epoch))
+    if status in STATUS_TO_MLFLOW:
+        c.set_terminated(run_id, status=STATUS_TO_MLFLOW[status])
+
+
+def register_model(c, run_id: str, name: str, tags: dict[str, str]) -> str:
+    """Register the packaged model of a run; returns the version. Re-registering a run is a no-op."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        c.create_registered_model(name, tags=tags)
+    except MlflowException:
+        pass
+    for mv in c.search_model_versions(f"name = '{name}'"):
+        if mv.run_id == run_id:
+            return mv.version
+    source = f"{c.get_run(run_id).info.artifact_uri}/{MODEL_ARTIFACT_DIR}"
+    mv = c.create_model_version(name, source=source, run_id=run_id, tags=tags)
+    return mv.version

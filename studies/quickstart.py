@@ -1,0 +1,42 @@
+"""Quick start: a small but complete Si -> Ge study on Stillinger-Weber data, on a laptop CPU.
+
+Two Ge training sizes, scratch against transfer, the learning rate (and, for transfer, the freeze depth)
+searched by Optuna with median pruning, the best of each cell re-trained with two seeds and checked for
+MD stability. About ten minutes on 2 CPU cores.
+
+    mlptl run studies/quickstart.py            # or: python studies/quickstart.py
+    mlptl ui                                   # browse the runs
+"""
+
+from mlptl.data.generate import preset
+from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
+from mlptl.study.load import main
+
+STUDY = Study(
+    name="quickstart",
+    description="Si -> Ge transfer on SW data: a small study of the whole pipeline.",
+    source_element="Si",
+    target_element="Ge",
+    pretraining=Pretraining(
+        data=DataSource(generate=preset("tiny", "Si", frames_per_temperature=20)),
+        model="tiny",
+        max_epochs=15,
+        lr=5e-3,
+        val_size=6,
+        test_size=6,
+    ),
+    target_data=DataSource(generate=preset("tiny", "Ge", frames_per_temperature=20)),
+    train_sizes=(4, 16),
+    search=SearchSpace(lr=(1e-3, 2e-2), freeze_depth=(0, 1, 2)),
+    trials_per_cell=4,
+    seeds=(0, 1),
+    max_epochs=8,
+    pruner=PrunerSpec(kind="median", n_startup_trials=2, n_warmup_steps=2),
+    evaluation=EvaluationSpec(stability_temperatures=(300.0, 900.0), stability_steps=200, properties=False),
+    resources=Resources(cpus_per_trial=1),
+    val_size=6,
+    test_size=12,
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main(STUDY))
