@@ -152,7 +152,7 @@ class _Context:
 
         s = self.study
         model = s.target_model_spec()
-        ev = asdict(s.evaluation) if phase == "final" else {}
+        ev = {**asdict(s.evaluation), "cache_dir": str(self.storage / "cache")} if phase == "final" else {}
         return TrialJob(
             study=s.name,
             trial_key=key,
@@ -325,6 +325,19 @@ def run_study(study: Study, *, resume: bool = False) -> StudyResult:
                 continue
             jobs.append(ctx.job(cell, key, params, phase="final", seed=seed))
     log.info("final phase: %d re-trainings (%d seeds per cell)", len(jobs), len(study.seeds))
+    if jobs and study.evaluation.stability_temperatures:
+        # The reference RDF (MD with the reference potential) once, cached, before trials need it.
+        from mlptl.data.references import known_references
+        from mlptl.evaluate.full import stability_config
+        from mlptl.evaluate.stability import reference_rdf
+
+        if (study.target_element, "sw") in known_references():
+            cfg = stability_config(asdict(study.evaluation))
+            ray.get(
+                ray.remote(num_cpus=cpus)(reference_rdf).remote(
+                    study.target_element, cfg.temperatures, cfg, cache_dir=str(storage / "cache")
+                )
+            )
     if jobs:
         tuner = _tuner(
             study,

@@ -45,7 +45,7 @@ def make_sampler(study: Study, cell_index: int) -> optuna.samplers.BaseSampler:
 
 
 def distributions(study: Study, cell: Cell) -> dict[str, optuna.distributions.BaseDistribution]:
-    s = study.search
+    s = study.search_for(cell.init)
     d: dict[str, Any] = {"lr": FloatDistribution(s.lr[0], s.lr[1], log=True)}
     if cell.init == "transfer":
         d["freeze_depth"] = CategoricalDistribution(list(s.freeze_depth))

@@ -34,7 +34,7 @@ __all__ = [
 
 INITS = ("scratch", "transfer")
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "patient", "wilcoxon", "threshold")
-SAMPLERS = ("tpe", "random", "qmc", "grid")
+SAMPLERS = ("tpe", "random", "qmc")
 
 
 def _err(field_name: str, message: str) -> InputError:
@@ -116,14 +116,21 @@ class PrunerSpec:
 
 @dataclass(frozen=True)
 class EvaluationSpec:
-    """The full evaluation of each cell's re-trained best models (search trials get force errors only)."""
+    """The full evaluation of each cell's re-trained best models (search trials get force errors only).
+
+    Stability runs NVT MD at each temperature (``stability_replicas`` runs of ``stability_steps``); the
+    reference RDF comes from ``reference_steps`` of MD with the element's reference potential, computed
+    once per study and cached. ``properties`` adds lattice constant, cohesive energy, bulk modulus and
+    elastic constants against the reference; ``property_md_steps`` > 0 adds RDF/ADF distances.
+    """
 
     stability_temperatures: tuple[float, ...] = (300.0, 900.0)
     stability_steps: int = 500
     stability_replicas: int = 1
     stability_timestep_fs: float = 1.0
+    reference_steps: int = 1000
     properties: bool = True
-    test_groups_report: bool = True
+    property_md_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -157,7 +164,7 @@ class Study:
     target_data: DataSource
     train_sizes: tuple[int, ...] = (10, 50)
     inits: tuple[str, ...] = INITS
-    search: SearchSpace = SearchSpace()
+    search: SearchSpace | dict[str, SearchSpace] = SearchSpace()
     trials_per_cell: int = 4
     seeds: tuple[int, ...] = (0, 1, 2)
     max_epochs: int = 20
@@ -179,6 +186,12 @@ class Study:
     # ------------------------------------------------------------ derived
     def cells(self) -> list[Cell]:
         return [Cell(init, n) for init in self.inits for n in self.train_sizes]
+
+    def search_for(self, init: str) -> SearchSpace:
+        """The search space of one init: one shared space, or a dict keyed by init."""
+        if isinstance(self.search, SearchSpace):
+            return self.search
+        return self.search.get(init, SearchSpace())
 
     def target_model_spec(self) -> ModelSpec:
         """Scratch models use the pretraining architecture unless the study names another."""
@@ -219,12 +232,18 @@ class Study:
             raise _err("max_epochs", "must be at least 1")
         if not self.seeds:
             raise _err("seeds", "need at least one seed for re-training each cell's best")
-        lo, hi = self.search.lr
-        if not (0 < lo <= hi and math.isfinite(hi)):
-            raise _err("search.lr", f"need 0 < low <= high, got {self.search.lr}")
-        for s in self.search.lr_schedule:
-            if s not in ("constant", "plateau", "cosine"):
-                raise _err("search.lr_schedule", f"unknown schedule {s!r}")
+        if isinstance(self.search, dict) and set(self.search) - set(INITS):
+            raise _err("search", f"keys must be inits {INITS}, got {sorted(self.search)}")
+        for init in self.inits:
+            space = self.search_for(init)
+            lo, hi = space.lr
+            if not (0 < lo <= hi and math.isfinite(hi)):
+                raise _err("search.lr", f"need 0 < low <= high, got {space.lr}")
+            for sched in space.lr_schedule:
+                if sched not in ("constant", "plateau", "cosine"):
+                    raise _err("search.lr_schedule", f"unknown schedule {sched!r}")
+            if not space.batch_size or any(b < 1 for b in space.batch_size):
+                raise _err("search.batch_size", f"need positive batch sizes, got {space.batch_size}")
         if self.sampler not in SAMPLERS:
             raise _err("sampler", f"{self.sampler!r} is not one of {SAMPLERS}")
         if self.pruner.kind not in PRUNERS:
@@ -239,11 +258,12 @@ class Study:
         self._check_pretraining()
         depth_max = max_freeze_depth(self._source_spec() or target_spec)
         if "transfer" in self.inits:
-            bad = [d for d in self.search.freeze_depth if not 0 <= d <= depth_max]
-            if bad or not self.search.freeze_depth:
+            depths = self.search_for("transfer").freeze_depth
+            bad = [d for d in depths if not 0 <= d <= depth_max]
+            if bad or not depths:
                 raise _err(
                     "search.freeze_depth",
-                    f"{list(self.search.freeze_depth)} out of range: the source model has "
+                    f"{list(depths)} out of range: the source model has "
                     f"{depth_max - 1} Allegro layers, so depths run from 0 to {depth_max}",
                 )
         self.target_data.check("target_data", self.target_element)

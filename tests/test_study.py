@@ -1,0 +1,244 @@
+"""Studies with real Ray Tune, Optuna, nequip and MLflow at tiny sizes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from mlptl import tracking as T
+from mlptl.errors import InputError
+from mlptl.study import DataSource, Pretraining, PrunerSpec, SearchSpace, Study
+from mlptl.study.search import CellStudies
+
+STUDY_SOURCE = """
+from mlptl.data.generate import preset
+from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
+
+STUDY = Study(
+    name={name!r},
+    source_element="Si",
+    target_element="Ge",
+    pretraining=Pretraining(
+        data=DataSource(generate=preset("tiny", "Si", frames_per_temperature=10)),
+        max_epochs=3, lr=5e-3, val_size=4, test_size=4,
+    ),
+    target_data=DataSource(generate=preset("tiny", "Ge", frames_per_temperature=12)),
+    train_sizes=(4, 10),
+    search={search},
+    trials_per_cell={trials},
+    seeds=(0,),
+    max_epochs={epochs},
+    pruner=PrunerSpec(kind="median", n_startup_trials=1, n_warmup_steps=1),
+    evaluation=EvaluationSpec(stability_temperatures=(300.0,), stability_steps=40, properties=False),
+    resources=Resources(cpus_per_trial=1, max_failures=0),
+    val_size=4,
+    test_size=6,
+    storage={storage!r},
+)
+"""
+
+
+def tiny_study(tmp_path, name="t", trials=3, epochs=3, search="SearchSpace(lr=(1e-5, 3e-2), freeze_depth=(0, 1))") -> Study:
+    ns: dict = {}
+    exec(STUDY_SOURCE.format(name=name, search=search, trials=trials, epochs=epochs, storage=str(tmp_path / "store")), ns)
+    return ns["STUDY"]
+
+
+# ---------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (dict(target_element="Qq"), "target_element"),
+        (dict(search=SearchSpace(freeze_depth=(0, 7))), "search.freeze_depth"),
+        (dict(train_sizes=(4, 500)), "train_sizes"),
+        (dict(target_data=DataSource(path="/nonexistent/ge.extxyz")), "target_data.path"),
+        (dict(pruner=PrunerSpec(kind="oracle")), "pruner.kind"),
+        (dict(inits=("scratch", "finetune")), "inits"),
+        (dict(search=SearchSpace(lr=(1e-2, 1e-3))), "search.lr"),
+        (dict(pretraining=Pretraining(pretrained="/nonexistent/si.nequip.zip")), "pretraining.pretrained"),
+    ],
+)
+def test_invalid_study_is_rejected_before_ray_starts(tmp_path, change, field):
+    import ray
+
+    from mlptl.study.runner import run_study
+
+    study = replace(tiny_study(tmp_path), **change)
+    with pytest.raises(InputError, match=f"study field {field}"):
+        run_study(study)
+    assert not ray.is_initialized()
+    assert not (tmp_path / "store").exists()
+
+
+def test_unreadable_target_data_is_rejected(tmp_path):
+    bad = tmp_path / "ge.extxyz"
+    bad.write_text("this is not an extxyz file\n")
+    study = replace(tiny_study(tmp_path), target_data=DataSource(path=str(bad)))
+    with pytest.raises(InputError, match="ge.extxyz"):
+        study.validate()
+
+
+# ---------------------------------------------------------------- pruning within cells (real Optuna)
+def test_pruning_compares_trials_only_within_their_cell(tmp_path):
+    study = replace(
+        tiny_study(tmp_path),
+        inits=("scratch",),
+        train_sizes=(4, 10),
+        trials_per_cell=3,
+        pruner=PrunerSpec(kind="median", n_startup_trials=1, n_warmup_steps=0),
+    )
+    cells = CellStudies(study, f"sqlite:///{tmp_path / 'optuna.db'}", make_job=lambda cell, key, params: {"key": key})
+    assert cells.plan() == 6
+    jobs = {f"r{i}": cells.next_job(f"r{i}") for i in range(6)}
+    by_cell = {}
+    for rid in jobs:
+        by_cell.setdefault(cells.live[rid].cell.id, []).append(rid)
+    easy, hard = by_cell["scratch-n10"], by_cell["scratch-n4"]
+    # the easy cell's first trial completes with low errors
+    for epoch in (1, 2, 3):
+        assert not cells.report(easy[0], epoch, 0.10)
+    cells.complete(easy[0], {"best_val_forces_mae": 0.10}, False)
+    # a hard-cell trial, ten times worse than anything in the easy cell, is not pruned: it is its cell's first
+    for epoch in (1, 2, 3):
+        assert not cells.report(hard[0], epoch, 1.0 - 0.01 * epoch)
+    cells.complete(hard[0], {"best_val_forces_mae": 0.97}, False)
+    # a second hard-cell trial, better than the first hard one, continues; a worse one is pruned
+    assert not cells.report(hard[1], 1, 0.90)
+    assert cells.report(hard[2], 1, 1.50)
+    # and in the easy cell, a trial at 0.5 (good for the hard cell) is pruned
+    assert cells.report(easy[1], 1, 0.50)
+
+
+# ---------------------------------------------------------------- end to end
+def _runs(store) -> pd.DataFrame:
+    from mlptl.report import load_runs
+
+    return load_runs(T.default_tracking_uri(store), "e2e")
+
+
+@pytest.mark.slow
+def test_study_end_to_end_with_pruning_and_failing_trials(tmp_path):
+    """Scratch cells train; every transfer trial diverges (lr 1e4): recorded as failed, the study goes on."""
+    from mlptl.study.runner import run_study
+
+    search = '{"scratch": SearchSpace(lr=(1e-5, 3e-2)), "transfer": SearchSpace(lr=(1e4, 1e5), freeze_depth=(0,))}'
+    study = tiny_study(tmp_path, name="e2e", trials=4, epochs=4, search=search)
+    result = run_study(study)
+    runs = _runs(tmp_path / "store")
+    search_runs = runs[runs.phase == "search"]
+    # one MLflow run per trial, trials_per_cell per cell
+    assert search_runs.trial_key.is_unique
+    assert search_runs.groupby("cell").size().to_dict() == {c.id: 4 for c in study.cells()}
+    # transfer trials failed with their reason; the scratch cells finished or were pruned
+    tr = search_runs[search_runs.init == "transfer"]
+    assert set(tr.status) == {"failed"}
+    assert tr[f"tags.{T.TAG_REASON}"].str.contains("non-finite").all()
+    assert set(tr["status"]) == {"failed"} and (tr.status == "failed").sum() == 8
+    sc = search_runs[search_runs.init == "scratch"]
+    assert set(sc.status) <= {"finished", "pruned"}
+    assert (sc.status == "pruned").sum() >= 1, "the median pruner should stop the worst scratch trials"
+    pruned = sc[sc.status == "pruned"]
+    assert (pruned.status == "pruned").all() and pruned.epochs_run.max() < 4
+    # a pruned run is shown as killed in MLflow, with the epoch it was pruned at
+    for _, r in pruned.iterrows():
+        assert r["status"] == "pruned" and r["tags.mlptl.pruned_at_epoch"]
+    assert set(pruned.get("status")) == {"pruned"}
+    # final phase: scratch cells re-trained and registered; the report shows the learning curve
+    final = runs[(runs.phase == "final") & (runs.status == "finished")]
+    assert set(final.cell) == {"scratch-n4", "scratch-n10"}
+    assert set(result.registered) == {"scratch-n4", "scratch-n10"}
+    assert "stability_stable_fraction.T300" in final
+    assert (result.report_dir / "learning_curve.png").is_file()
+    assert "scratch-n4" in (result.report_dir / "report.md").read_text()
+    assert result.counts["failed"] == 8
+
+
+@pytest.mark.slow
+def test_killed_study_resumes_without_redoing_or_duplicating_trials(tmp_path):
+    from mlptl.study.runner import run_study
+
+    study_file = tmp_path / "study.py"
+    search = "SearchSpace(lr=(3e-3, 1e-2), freeze_depth=(0, 1))"
+    study_file.write_text(
+        STUDY_SOURCE.format(name="e2e", search=search, trials=2, epochs=6, storage=str(tmp_path / "store"))
+        + "\nif __name__ == '__main__':\n    from mlptl.study.load import main\n    raise SystemExit(main(STUDY))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(study_file)], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    store = tmp_path / "store"
+    deadline = time.time() + 600
+    finished_before: pd.DataFrame | None = None
+    try:
+        while time.time() < deadline:
+            time.sleep(3)
+            if (store / "mlflow.db").exists():
+                try:
+                    runs = _runs(store)
+                except InputError:
+                    continue
+                if not runs.empty and (runs.status == "finished").sum() >= 1 and (runs.status == "running").sum() >= 1:
+                    finished_before = runs[runs.status == "finished"].copy()
+                    break
+            assert proc.poll() is None, "the study ended before it could be interrupted"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        proc.wait()
+    assert finished_before is not None
+    time.sleep(2)
+
+    study = tiny_study(tmp_path, name="e2e", trials=2, epochs=6, search=search)
+    with pytest.raises(InputError, match="--resume"):
+        run_study(study)
+    run_study(study, resume=True)
+    runs = _runs(store)
+    assert runs.trial_key.is_unique, "a resumed study must not duplicate MLflow runs"
+    search_runs = runs[runs.phase == "search"]
+    assert search_runs.groupby("cell").size().to_dict() == {c.id: 2 for c in study.cells()}
+    assert set(search_runs.status) <= {"finished", "pruned"}
+    # finished trials were not re-run: same run, same end time
+    for _, before in finished_before.iterrows():
+        after = runs[runs.run_id == before.run_id].iloc[0]
+        assert after.end_time == before.end_time
+    # every trial's epochs run 1..k exactly once (an interrupted trial continued from its checkpoint)
+    for d in (store / "trials").glob("*/*"):
+        if (d / "history.csv").exists():
+            epochs = list(pd.read_csv(d / "history.csv").epoch)
+            assert epochs == list(range(1, len(epochs) + 1)), d
+    assert (runs[runs.phase == "final"].status == "finished").sum() == len(study.cells())
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _shutdown_ray():
+    yield
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def test_study_file_loads_and_overrides(tmp_path):
+    import argparse
+
+    from mlptl.study.load import add_override_arguments, apply_overrides, load_study
+
+    f = tmp_path / "s.py"
+    f.write_text(textwrap.dedent(STUDY_SOURCE.format(name="x", search="SearchSpace()", trials=3, epochs=5, storage="s")))
+    study = load_study(f)
+    p = argparse.ArgumentParser()
+    add_override_arguments(p)
+    over = apply_overrides(study, p.parse_args(["--max-epochs", "2", "--trials-per-cell", "1", "--seeds", "3,4"]))
+    assert (over.max_epochs, over.trials_per_cell, over.seeds) == (2, 1, (3, 4))
+    smoke = apply_overrides(study, p.parse_args(["--smoke"]))
+    assert smoke.name == "x-smoke" and smoke.max_epochs == 2
+    (tmp_path / "bad.py").write_text("STUDY = 3\n")
+    with pytest.raises(InputError, match="must define STUDY"):
+        load_study(tmp_path / "bad.py")
