@@ -37,7 +37,18 @@ def load_runs(tracking_uri: str, study: str) -> pd.DataFrame:
     )
     if df.empty:
         return df
-    df = df.rename(columns=lambda col: col.split(".", 1)[1] if col.startswith(("metrics.", "params.")) else col)
+    params = {c.split(".", 1)[1] for c in df.columns if c.startswith("params.")}
+
+    def tidy(col: str) -> str:
+        if col.startswith("params."):
+            return col.split(".", 1)[1]
+        if col.startswith("metrics."):
+            name = col.split(".", 1)[1]
+            # a per-epoch metric named like a parameter (the scheduled lr) keeps its last value apart
+            return f"last_{name}" if name in params else name
+        return col
+
+    df = df.rename(columns=tidy)
     df["cell"] = df[f"tags.{T.TAG_CELL}"]
     df["phase"] = df[f"tags.{T.TAG_PHASE}"]
     df["status"] = df[f"tags.{T.TAG_STATUS}"]
@@ -59,7 +70,8 @@ def cell_table(df: pd.DataFrame) -> pd.DataFrame:
     for cell, g in df.groupby("cell"):
         s = g[g.phase == "search"]
         f = g[(g.phase == "final") & (g.status == "finished")]
-        budget = float(s["max_epochs"].fillna(0).sum())
+        # Pruning savings count trials that trained (finished or pruned); failed trials spent nothing.
+        budget = float(s.loc[s.status.isin(["finished", "pruned"]), "max_epochs"].fillna(0).sum())
         row = {
             "cell": cell,
             "init": g["init"].iloc[0],
@@ -129,6 +141,9 @@ def _plots(df: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[str]:
             ax.scatter(g.train_size, g[M.TEST_FORCES_MAE], s=10, alpha=0.4, color=colors.get(init))
         ax.set_xscale("log")
         ax.set_yscale("log")
+        sizes = sorted(final.train_size.dropna().unique())
+        ax.set_xticks(sizes, [str(int(n)) for n in sizes])
+        ax.minorticks_off()
         ax.set_xlabel("target training frames")
         ax.set_ylabel("test force MAE (eV/Å)")
         ax.set_title("Learning curve: scratch vs transfer")
@@ -183,7 +198,7 @@ def _plots(df: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[str]:
     if not table.empty:
         fig, ax = plt.subplots(figsize=(6, 4))
         x = np.arange(len(table))
-        ax.bar(x - 0.2, table.epochs_budget, 0.4, label="budget (trials x max epochs)", color="lightgray")
+        ax.bar(x - 0.2, table.epochs_budget, 0.4, label="budget (trained trials x max epochs)", color="lightgray")
         ax.bar(x + 0.2, table.epochs_spent, 0.4, label="epochs run", color="tab:green")
         ax.set_xticks(x, table.cell, rotation=30, ha="right")
         ax.set_ylabel("epochs")

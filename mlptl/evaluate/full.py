@@ -43,7 +43,13 @@ def evaluate_model(model_path: str | Path, element: str, evaluation: dict[str, A
     cache = evaluation.get("cache_dir")
     if evaluation.get("stability_temperatures"):
         cfg = stability_config(evaluation)
-        res = run_stability(lambda: load_calculator(model_path, element), element, cfg, progress=False, cache_dir=cache)
+        calc = load_calculator(model_path, element)  # loaded once (seconds), reset for each MD run
+
+        def factory():
+            calc.reset()
+            return calc
+
+        res = run_stability(factory, element, cfg, progress=False, cache_dir=cache)
         for t, s in res.by_temperature().items():
             metrics[f"stability_stable_fraction.{_t(t)}"] = float(s["stable_fraction"])
             metrics[f"stability_median_ttf_ps.{_t(t)}"] = float(s["median_time_to_failure_ps"])

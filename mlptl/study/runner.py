@@ -194,6 +194,9 @@ def _init_ray(study: Study) -> None:
 
 
 def _tuner(study: Study, storage: Path, name: str, param_space, tune_config, callbacks):
+    # Every trial checkpoints each epoch and keeps one: Ray then snapshots its state often and says so
+    # at every epoch; the snapshot is cheap on local storage, the warning is noise.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     from ray import tune
 
     from mlptl.study.trial import run_trial
