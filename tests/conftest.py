@@ -26,3 +26,20 @@ def tiny_ge(tmp_path_factory) -> Path:
     from mlptl.data.generate import generate, preset
 
     return generate(preset("tiny", "Ge"), tmp_path_factory.mktemp("cache"), progress=False)
+
+
+E2E_SEARCH = (
+    '{"scratch": SearchSpace(lr=(1e-5, 3e-2)), '
+    '"transfer": SearchSpace(lr=(1e4, 1e5), freeze_depth=(0,))}'  # lr 1e4: every transfer trial diverges
+)
+
+
+@pytest.fixture(scope="session")
+def e2e_study(tmp_path_factory):
+    """One real tiny study (Ray Tune, Optuna, nequip, MLflow), shared by the study and browser tests."""
+    from _studies import tiny_study
+
+    from mlptl.study.runner import run_study
+
+    study = tiny_study(tmp_path_factory.mktemp("e2e"), name="e2e", trials=4, epochs=4, search=E2E_SEARCH)
+    return run_study(study)

@@ -12,44 +12,12 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
+from _studies import STUDY_SOURCE, tiny_study  # noqa: E402
 
 from mlptl import tracking as T
 from mlptl.errors import InputError
-from mlptl.study import DataSource, Pretraining, PrunerSpec, SearchSpace, Study
+from mlptl.study import DataSource, Pretraining, PrunerSpec, SearchSpace
 from mlptl.study.search import CellStudies
-
-STUDY_SOURCE = """
-from mlptl.data.generate import preset
-from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
-
-STUDY = Study(
-    name={name!r},
-    source_element="Si",
-    target_element="Ge",
-    pretraining=Pretraining(
-        data=DataSource(generate=preset("tiny", "Si", frames_per_temperature=10)),
-        max_epochs=3, lr=5e-3, val_size=4, test_size=4,
-    ),
-    target_data=DataSource(generate=preset("tiny", "Ge", frames_per_temperature=12)),
-    train_sizes=(4, 10),
-    search={search},
-    trials_per_cell={trials},
-    seeds=(0,),
-    max_epochs={epochs},
-    pruner=PrunerSpec(kind="median", n_startup_trials=1, n_warmup_steps=1),
-    evaluation=EvaluationSpec(stability_temperatures=(300.0,), stability_steps=40, properties=False),
-    resources=Resources(cpus_per_trial=1, max_failures=0),
-    val_size=4,
-    test_size=6,
-    storage={storage!r},
-)
-"""
-
-
-def tiny_study(tmp_path, name="t", trials=3, epochs=3, search="SearchSpace(lr=(1e-5, 3e-2), freeze_depth=(0, 1))") -> Study:
-    ns: dict = {}
-    exec(STUDY_SOURCE.format(name=name, search=search, trials=trials, epochs=epochs, storage=str(tmp_path / "store")), ns)
-    return ns["STUDY"]
 
 
 # ---------------------------------------------------------------- validation
@@ -125,14 +93,11 @@ def _runs(store) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_study_end_to_end_with_pruning_and_failing_trials(tmp_path):
+def test_study_end_to_end_with_pruning_and_failing_trials(e2e_study):
     """Scratch cells train; every transfer trial diverges (lr 1e4): recorded as failed, the study goes on."""
-    from mlptl.study.runner import run_study
-
-    search = '{"scratch": SearchSpace(lr=(1e-5, 3e-2)), "transfer": SearchSpace(lr=(1e4, 1e5), freeze_depth=(0,))}'
-    study = tiny_study(tmp_path, name="e2e", trials=4, epochs=4, search=search)
-    result = run_study(study)
-    runs = _runs(tmp_path / "store")
+    result = e2e_study
+    study = result.study
+    runs = _runs(result.storage)
     search_runs = runs[runs.phase == "search"]
     # one MLflow run per trial, trials_per_cell per cell
     assert search_runs.trial_key.is_unique
@@ -171,9 +136,8 @@ def test_killed_study_resumes_without_redoing_or_duplicating_trials(tmp_path):
         STUDY_SOURCE.format(name="e2e", search=search, trials=2, epochs=6, storage=str(tmp_path / "store"))
         + "\nif __name__ == '__main__':\n    from mlptl.study.load import main\n    raise SystemExit(main(STUDY))\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, str(study_file)], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    log_file = open(tmp_path / "driver.log", "w")  # noqa: SIM115 (closed after the driver dies)
+    proc = subprocess.Popen([sys.executable, str(study_file)], start_new_session=True, stdout=log_file, stderr=subprocess.STDOUT)
     store = tmp_path / "store"
     deadline = time.time() + 600
     finished_before: pd.DataFrame | None = None
@@ -188,10 +152,13 @@ def test_killed_study_resumes_without_redoing_or_duplicating_trials(tmp_path):
                 if not runs.empty and (runs.status == "finished").sum() >= 1 and (runs.status == "running").sum() >= 1:
                     finished_before = runs[runs.status == "finished"].copy()
                     break
-            assert proc.poll() is None, "the study ended before it could be interrupted"
+            if proc.poll() is not None:
+                pytest.fail("the study ended before it could be interrupted:\n" + (tmp_path / "driver.log").read_text()[-3000:])
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
         proc.wait()
+        log_file.close()
     assert finished_before is not None
     time.sleep(2)
 

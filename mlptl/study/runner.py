@@ -35,6 +35,7 @@ class StudyExists(InputError):
 
 @dataclass
 class StudyResult:
+    study: Study
     name: str
     storage: Path
     tracking_uri: str
@@ -367,6 +368,7 @@ def run_study(study: Study, *, resume: bool = False) -> StudyResult:
     c.set_tag(parent_id, T.TAG_STATUS, "finished")
     c.set_terminated(parent_id, "FINISHED")
     return StudyResult(
+        study=study,
         name=study.name,
         storage=storage,
         tracking_uri=uri,

@@ -267,6 +267,10 @@ class Study:
                     f"{depth_max - 1} Allegro layers, so depths run from 0 to {depth_max}",
                 )
         self.target_data.check("target_data", self.target_element)
+        if self.test_size < 1 and not self.target_data.test_path:
+            raise _err("test_size", "must be at least 1 unless target_data names a test_path")
+        if self.val_size < 1:
+            raise _err("val_size", "must be at least 1")
         if check_data:
             self._check_sizes()
 
@@ -294,6 +298,8 @@ class Study:
         if p.data is None:
             raise _err("pretraining", "give data= to pretrain on, or pretrained= (an existing *.nequip.zip)")
         p.data.check("pretraining.data", self.source_element)
+        if p.test_size < 1 and not p.data.test_path:
+            raise _err("pretraining.test_size", "must be at least 1 unless the data names a test_path")
 
     def _check_sizes(self) -> None:
         """Split the target data exactly as trials will, and check the largest training set fits."""
