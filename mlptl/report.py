@@ -27,13 +27,20 @@ def load_runs(tracking_uri: str, study: str) -> pd.DataFrame:
     exp = c.get_experiment_by_name(study)
     if exp is None:
         raise InputError(f"no study named {study!r} in the tracking store {tracking_uri}")
-    import mlflow
-
-    df = mlflow.search_runs(
-        experiment_ids=[exp.experiment_id],
-        filter_string=f"tags.`{T.TAG_ROLE}` = 'trial'",
-        output_format="pandas",
-        max_results=100000,
+    runs = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_ROLE}` = 'trial'", max_results=50000)
+    df = pd.DataFrame(
+        [
+            {
+                "run_id": r.info.run_id,
+                "status_mlflow": r.info.status,
+                "start_time": r.info.start_time,
+                "end_time": r.info.end_time,
+                **{f"metrics.{k}": v for k, v in r.data.metrics.items()},
+                **{f"params.{k}": v for k, v in r.data.params.items()},
+                **{f"tags.{k}": v for k, v in r.data.tags.items()},
+            }
+            for r in runs
+        ]
     )
     if df.empty:
         return df

@@ -43,10 +43,10 @@ def resolve_tracking_uri(storage_dir: Path, explicit: str | None = None) -> str:
 
 
 def client(tracking_uri: str):
-    import mlflow
+    """A client bound to one store. MLflow's global URI is left alone: ``mlflow.set_tracking_uri`` also
+    exports MLFLOW_TRACKING_URI, which child processes (a second study, a test) would then inherit."""
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 

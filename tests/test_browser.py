@@ -42,7 +42,7 @@ def ui(e2e_study):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
+        for _ in range(300):  # the UI starts slowly on a loaded 2-core machine
             try:
                 urllib.request.urlopen(url + "/health", timeout=2)
                 break
@@ -93,12 +93,15 @@ def test_mlflow_ui_shows_the_study(ui, e2e_study):
     home = _render(f"{ui}/#/experiments", "experiments")
     assert e2e_study.name in home
 
+    # The runs table nests trial runs under the study's parent run (one click expands them).
     runs_page = _render(f"{ui}/#/experiments/{exp_id}/runs", "runs")
-    assert pruned[0].data.tags[T.TAG_TRIAL_KEY] in runs_page
-    assert finished[0].data.tags[T.TAG_TRIAL_KEY] in runs_page
+    n_runs = len(c.search_runs([exp_id], max_results=1000))
+    assert f"{n_runs} matching runs" in runs_page
+    assert e2e_study.name in runs_page
 
     r = pruned[0]
     page = _render(f"{ui}/#/experiments/{exp_id}/runs/{r.info.run_id}", "pruned-run")
+    assert r.info.run_name in page
     assert "Killed" in page or "KILLED" in page
     assert "mlptl.pruned_at_epoch" in page
     assert "train_size" in page and "lr" in page and "cell" in page
