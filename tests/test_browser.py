@@ -7,6 +7,7 @@ are kept in ``test-artifacts/`` as evidence.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -96,7 +97,7 @@ def test_mlflow_ui_shows_the_study(ui, e2e_study):
     # The runs table nests trial runs under the study's parent run (one click expands them).
     runs_page = _render(f"{ui}/#/experiments/{exp_id}/runs", "runs")
     n_runs = len(c.search_runs([exp_id], max_results=1000))
-    assert f"{n_runs} matching runs" in runs_page
+    assert re.search(rf"<strong>{n_runs}</strong>\s*matching runs", runs_page)
     assert e2e_study.name in runs_page
 
     r = pruned[0]

@@ -144,7 +144,9 @@ def test_killed_study_resumes_without_redoing_or_duplicating_trials(tmp_path):
     try:
         while time.time() < deadline:
             time.sleep(3)
-            if (store / "mlflow.db").exists():
+            # Read MLflow only once trials run: the driver creates the database first, and a second
+            # process opening a half-created sqlite store would race its schema migration.
+            if (store / "trials").is_dir():
                 try:
                     runs = _runs(store)
                 except InputError:

@@ -1,0 +1,775 @@
+"""Cluster configurations and multi-node runs, with real Ray, Ray Tune, MLflow and mlptl (no mocks).
+
+- every cluster YAML in clusters/ validates offline against Ray's own schema after Ray's defaults are merged;
+- the SLURM script passes shellcheck and, in a dry run with fake SLURM variables, prints the commands it
+  would run on each node;
+- fractional GPUs: four trials asking for 0.5 GPU share two logical GPUs at the same time, and mlptl's
+  training and calculator fall back to the CPU when CUDA is absent;
+- a two-node Ray cluster on 127.0.0.1 (``ray start --head`` + ``ray start --address``) with an MLflow
+  tracking server: a study's trials land on both nodes and log to the server;
+- a worker node killed in the middle of a study: its trial continues from its last checkpoint on the
+  surviving node; nothing is lost or duplicated.
+
+The cluster tests start their own processes in their own process groups and kill exactly those (never
+``ray stop``, which would stop every Ray instance of the machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTERS = REPO / "clusters"
+SBATCH = CLUSTERS / "slurm" / "mlptl.sbatch"
+PBS = CLUSTERS / "pbs" / "mlptl.pbs"
+YAMLS = ["aws.yaml", "gcp.yaml", "onprem.yaml"]
+
+
+# ================================================================ cluster launcher configs
+def _prepared(name: str) -> dict:
+    """What `ray up` validates: the YAML merged with the provider's defaults (no cloud is contacted)."""
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load((CLUSTERS / name).read_text())
+    config = prepare_config(raw)
+    validate_config(config)
+    return config
+
+
+@pytest.mark.parametrize("name", YAMLS)
+def test_cluster_yaml_validates_against_rays_schema(name):
+    config = _prepared(name)
+    types = config["available_node_types"]
+    assert config["head_node_type"] in types
+    for t in types.values():
+        assert t["min_workers"] <= t["max_workers"] <= max(config["max_workers"], t["max_workers"])
+    if config["provider"]["type"] != "local":
+        gpu_types = [t for t in types.values() if t["resources"].get("GPU", 0) >= 1]
+        assert gpu_types, "a cloud config needs GPU worker types"
+        assert all(t["min_workers"] == 0 for t in gpu_types), "GPU workers scale from zero"
+        assert config["max_workers"] >= sum(t["min_workers"] for t in types.values())
+        # the repository is shipped to every node and installed after the user's CUDA build of torch
+        assert "~/mlptl" in config["file_mounts"]
+        setup = "\n".join(config["setup_commands"])
+        assert setup.index("torch") < setup.index("pip install -q -e ~/mlptl")
+    # the head runs (or points at) one MLflow tracking server; every node mounts the shared store
+    head = "\n".join(config["head_start_ray_commands"] + config["head_setup_commands"])
+    assert "mlflow server" in head and "MLFLOW_TRACKING_URI" in head
+    assert any("ray start --head" in c for c in config["head_start_ray_commands"])
+    assert any("ray start --address" in c for c in config["worker_start_ray_commands"])
+
+
+@pytest.mark.parametrize("name", YAMLS)
+def test_cluster_yaml_commands_are_valid_bash(name):
+    config = _prepared(name)
+    keys = [k for k in config if k.endswith("_commands")]
+    for key in keys:
+        for cmd in config[key]:
+            r = subprocess.run(["bash", "-n", "-c", cmd], capture_output=True, text=True)
+            assert r.returncode == 0, f"{name} {key}: {cmd!r}: {r.stderr}"
+
+
+def test_invalid_cluster_yaml_is_rejected_offline():
+    """The validation above has teeth: an unknown field or a fractional resource fails Ray's schema."""
+    import jsonschema
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load((CLUSTERS / "aws.yaml").read_text())
+    raw["available_node_types"]["gpu_1x_a10g"]["resources"]["GPU"] = 0.5
+    with pytest.raises(jsonschema.ValidationError):
+        validate_config(prepare_config(raw))
+    raw = yaml.safe_load((CLUSTERS / "aws.yaml").read_text())
+    raw["max_wrokers"] = 3
+    with pytest.raises(jsonschema.ValidationError):
+        validate_config(prepare_config(raw))
+
+
+# ================================================================ SLURM / PBS scripts
+@pytest.mark.parametrize("script", [SBATCH, PBS], ids=["slurm", "pbs"])
+def test_batch_script_passes_shellcheck(script):
+    exe = shutil.which("shellcheck")
+    if exe is None:
+        pytest.skip("shellcheck is not installed (Debian: apt-get install shellcheck)")
+    r = subprocess.run([exe, "--severity=style", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _fake_bin(tmp_path: Path, name: str, body: str) -> Path:
+    d = tmp_path / "bin"
+    d.mkdir(exist_ok=True)
+    f = d / name
+    f.write_text("#!/bin/sh\n" + body)
+    f.chmod(0o755)
+    return d
+
+
+def _dry_run(script: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "DRY_RUN": "1"}
+    return subprocess.run(
+        ["bash", str(script), *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+
+
+def test_slurm_dry_run_prints_the_commands_for_each_node(tmp_path):
+    fake = _fake_bin(
+        tmp_path, "scontrol", '[ "$1 $2" = "show hostnames" ] && printf "gpu01\\ngpu02\\ngpu03\\n"\n'
+    )
+    env = {
+        "PATH": f"{fake}:{os.environ['PATH']}",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NODELIST": "gpu[01-03]",
+        "SLURM_CPUS_PER_TASK": "16",
+        "SLURM_GPUS_ON_NODE": "4",
+        "MLPTL_STORE": "/shared/mlptl-store",
+        "MLPTL_HEAD_IP": "10.1.2.3",
+    }
+    r = _dry_run(SBATCH, env, "studies/sw_si_to_ge.py", "--trials-per-cell", "8")
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if line.startswith("+ ")]
+    text = "\n".join(lines)
+    # one MLflow server on the head, its stores on the shared filesystem
+    (mlflow,) = [line for line in lines if "mlflow server" in line]
+    assert "--host 0.0.0.0 --port 5000" in mlflow
+    assert "--backend-store-uri sqlite:////shared/mlptl-store/mlflow-server/mlflow.db" in mlflow
+    assert "--artifacts-destination /shared/mlptl-store/mlflow-server/artifacts" in mlflow
+    # the Ray head on the first node, a worker on each other node, through srun, with the allocation's resources
+    (head,) = [line for line in lines if "ray start --head" in line]
+    assert "srun --nodes=1 --ntasks=1 -w gpu01" in head and "--node-ip-address=10.1.2.3" in head
+    assert "--num-cpus=16 --num-gpus=4 --block" in head
+    workers = [line for line in lines if "ray start --address=10.1.2.3:6379" in line]
+    assert [w.split(" -w ")[1].split()[0] for w in workers] == ["gpu02", "gpu03"]
+    # the study, pointed at the cluster, the shared store and the tracking server; overrides passed through
+    (study,) = [line for line in lines if "studies/sw_si_to_ge.py" in line]
+    assert "RAY_ADDRESS=10.1.2.3:6379" in study
+    assert "--storage /shared/mlptl-store --tracking-uri http://10.1.2.3:5000 --trials-per-cell 8" in study
+    # and everything stopped at the end, in order: study, then the workers, the head and MLflow
+    assert text.index("studies/sw_si_to_ge.py") < text.rindex("kill")
+    assert "stopping" in r.stdout
+
+
+def test_slurm_dry_run_uses_an_existing_tracking_server(tmp_path):
+    fake = _fake_bin(tmp_path, "scontrol", '[ "$1 $2" = "show hostnames" ] && printf "n1\\nn2\\n"\n')
+    env = {
+        "PATH": f"{fake}:{os.environ['PATH']}",
+        "SLURM_JOB_ID": "7",
+        "SLURM_JOB_NODELIST": "n[1-2]",
+        "MLFLOW_TRACKING_URI": "http://mlflow.internal:5000",
+        "MLPTL_STORE": "/scratch/store",
+    }
+    r = _dry_run(SBATCH, env, "studies/quickstart.py")
+    assert r.returncode == 0, r.stderr
+    assert "mlflow server" not in r.stdout
+    assert "--tracking-uri http://mlflow.internal:5000" in r.stdout
+    assert "--num-gpus=0" in r.stdout  # no GPUs in the allocation: none advertised
+
+
+def test_slurm_script_refuses_to_run_outside_an_allocation():
+    r = _dry_run(SBATCH, {}, "studies/quickstart.py")
+    assert r.returncode == 2 and "SLURM_JOB_ID" in r.stderr
+    r = _dry_run(SBATCH, {"SLURM_JOB_ID": "1", "SLURM_JOB_NODELIST": "n1"})
+    assert r.returncode == 2 and "usage" in r.stderr
+
+
+def test_pbs_dry_run_prints_the_commands_for_each_node(tmp_path):
+    nodefile = tmp_path / "nodes"
+    nodefile.write_text("cn1\ncn1\ncn2\ncn2\ncn3\ncn3\n")  # PBS lists a node once per CPU slot
+    env = {
+        "PBS_JOBID": "99.pbs",
+        "PBS_NODEFILE": str(nodefile),
+        "PBS_O_WORKDIR": str(REPO),
+        "NCPUS": "2",
+        "MLPTL_GPUS_PER_NODE": "1",
+        "MLPTL_STORE": "/shared/store",
+        "MLPTL_HEAD_IP": "10.0.0.1",
+    }
+    r = _dry_run(PBS, {**env, "MLPTL_STUDY": "studies/quickstart.py", "MLPTL_ARGS": "--smoke"})
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if line.startswith("+ ")]
+    (head,) = [line for line in lines if "ray start --head" in line]
+    assert "pbs_tmrsh cn1" in head
+    workers = [line for line in lines if "ray start --address=10.0.0.1:6379" in line]
+    assert [w.split("pbs_tmrsh ")[1].split()[0] for w in workers] == ["cn2", "cn3"]
+    assert any(
+        "studies/quickstart.py --storage /shared/store --tracking-uri http://10.0.0.1:5000 --smoke" in x
+        for x in lines
+    )
+
+
+# ================================================================ fractional GPUs (logical Ray resources)
+def _short_tmp(prefix: str) -> Path:
+    # Ray's socket paths live under its temp dir; pytest's tmp_path is too long for a unix socket.
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+@pytest.mark.slow
+def test_fractional_gpu_trials_are_packed_and_mlptl_falls_back_to_cpu(tmp_path, tiny_ge):
+    """Four trials of 0.5 GPU on two logical GPUs run at once, two per device; without CUDA, mlptl's
+    training (Lightning ``accelerator="auto"``) and calculator (``cuda`` if available) use the CPU."""
+    import ray
+    from ray import tune
+
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+
+    def trial(config):
+        me = config["i"]
+        out = {
+            "start": time.time(),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
+        (Path(config["barrier"]) / str(me)).touch()
+        deadline = time.time() + 120
+        while len(list(Path(config["barrier"]).iterdir())) < 4:  # all four hold their GPU share at once
+            if time.time() > deadline:
+                raise TimeoutError("the four 0.5-GPU trials never ran at the same time")
+            time.sleep(0.2)
+        out["all_started"] = time.time()
+        if me == 0:  # a real mlptl training and calculator inside a GPU-allocated trial
+            import logging
+
+            import torch
+
+            from mlptl.model.calculator import nequip_calculator
+            from mlptl.train import TrainSpec, train
+
+            records: list[str] = []
+
+            class Keep(logging.Handler):
+                def emit(self, record):
+                    records.append(record.getMessage())
+
+            lg = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+            lg.addHandler(Keep())
+            lg.setLevel(logging.INFO)
+            res = train(
+                TrainSpec(
+                    element="Ge",
+                    data=config["data"],
+                    out=config["out"],
+                    max_epochs=1,
+                    train_size=4,
+                    val_size=2,
+                    test_size=2,
+                    lr=5e-3,
+                )
+            )
+            out["cuda_available"] = torch.cuda.is_available()
+            out["lightning"] = [m for m in records if "GPU available" in m]
+            out["calculator_device"] = nequip_calculator(res.model_path).device.type
+            out["epochs"] = res.epochs_run
+        out["end"] = time.time()
+        tune.report(out)
+
+    tmp = _short_tmp("mlptl-ray-gpu-")
+    sigint = signal.getsignal(signal.SIGINT)  # Ray Tune keeps its own Ctrl-C handler after fit()
+    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(tmp))
+    try:
+        t0 = time.time()
+        grid = tune.Tuner(
+            tune.with_resources(trial, {"cpu": 1, "gpu": 0.5}),
+            param_space={
+                "i": tune.grid_search([0, 1, 2, 3]),
+                "barrier": str(barrier),
+                "data": str(tiny_ge),
+                "out": str(tmp_path / "run"),
+            },
+            run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), name="gpu-packing", verbose=0),
+        ).fit()
+        wall = time.time() - t0
+        # a task asking for no GPU sees no CUDA_VISIBLE_DEVICES at all (the pretraining task's case)
+        no_gpu = ray.get(
+            ray.remote(num_cpus=1)(lambda: os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")).remote()
+        )
+    finally:
+        ray.shutdown()
+        signal.signal(signal.SIGINT, sigint)
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert not grid.errors, grid.errors
+    res = sorted((r.metrics for r in grid), key=lambda m: m["config"]["i"])
+    # concurrent: every trial started before any trial ended
+    assert max(m["start"] for m in res) < min(m["end"] for m in res)
+    # each trial holds half of one logical GPU, exported as CUDA_VISIBLE_DEVICES; two trials per device
+    assert all(len(m["gpu_ids"]) == 1 and m["cuda_visible"] == m["gpu_ids"][0] for m in res)
+    assert sorted(m["gpu_ids"][0] for m in res) == ["0", "0", "1", "1"]
+    # no CUDA here: training and the calculator run on the CPU despite the GPU allocation
+    assert res[0]["cuda_available"] is False
+    assert res[0]["epochs"] == 1 and res[0]["calculator_device"] == "cpu"
+    assert any("GPU available: False, used: False" in m for m in res[0]["lightning"]), res[0]["lightning"]
+    print(
+        f"\n[gpu-packing] 4 x 0.5 GPU on 2 logical GPUs: ids {[m['gpu_ids'][0] for m in res]}, "
+        f"all four held their share at once {max(m['all_started'] for m in res) - min(m['start'] for m in res):.1f} s "
+        f"after the first started; wall {wall:.1f} s; "
+        f"0-GPU task CUDA_VISIBLE_DEVICES={no_gpu}"
+    )
+
+
+# ================================================================ a real two-node cluster on 127.0.0.1
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            pp = _ppid(int(p.name))
+            if pp is not None:
+                children.setdefault(pp, []).append(int(p.name))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _kill(pids: list[int], sig=signal.SIGKILL) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+class Node:
+    """One `ray start --block` in its own process group; killing it kills its raylet and its workers."""
+
+    def __init__(self, name: str, args: list[str], env: dict, log: Path):
+        self.name = name
+        self.log = log
+        self.proc = subprocess.Popen(
+            [shutil.which("ray") or "ray", "start", *args, "--block"],
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_started(self, timeout: float = 120) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if "Ray runtime started" in self.log.read_text(errors="replace"):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        raise RuntimeError(
+            f"ray node {self.name} did not start:\n{self.log.read_text(errors='replace')[-3000:]}"
+        )
+
+    @property
+    def raylet(self) -> int | None:
+        for pid in _descendants(self.proc.pid):
+            if _comm(pid) == "raylet":
+                return pid
+        return None
+
+    def kill(self) -> float:
+        """SIGKILL everything of this node at once, as a machine failure would. Returns the time."""
+        pids = [self.proc.pid, *_descendants(self.proc.pid)]
+        t = time.time()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _kill(pids)  # Ray's workers run in their own sessions: kill them by pid too
+        self.proc.wait()
+        return t
+
+
+class LocalCluster:
+    """A Ray head and a worker on 127.0.0.1 (separate raylets, separate resources) and an MLflow server."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.tmp = _short_tmp("mlptl-ray-")
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        token = secrets.token_hex(32)
+        self.env = {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",  # Ray's default for new clusters; every node and driver shares the token
+            "RAY_AUTH_TOKEN": token,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_ADDRESS": self.address,
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.nodes: dict[str, Node] = {}
+        self.mlflow: subprocess.Popen | None = None
+        self.tracking_uri = ""
+        self.times: dict[str, float] = {}
+
+    def _common(self, resources: dict) -> list[str]:
+        lo = 20000 + secrets.randbelow(400) * 100
+        return [
+            "--node-ip-address",
+            "127.0.0.1",
+            "--num-cpus",
+            "1",
+            "--resources",
+            json.dumps(resources),
+            "--object-store-memory",
+            str(100 * 1024 * 1024),
+            "--disable-usage-stats",
+            "--min-worker-port",
+            str(lo),
+            "--max-worker-port",
+            str(lo + 99),
+            "--dashboard-agent-listen-port",
+            str(_free_port()),
+            "--metrics-export-port",
+            str(_free_port()),
+            "--runtime-env-agent-port",
+            str(_free_port()),
+        ]
+
+    def start(self) -> None:
+        # The MLflow server (slow to start: imports, database migrations) starts alongside the Ray nodes.
+        t0 = time.time()
+        port = _free_port()
+        self.tracking_uri = f"http://127.0.0.1:{port}"
+        (self.root / "mlartifacts").mkdir(exist_ok=True)
+        self.mlflow = subprocess.Popen(
+            [
+                shutil.which("mlflow") or "mlflow",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{self.root / 'mlflow-server.db'}",
+                "--artifacts-destination",
+                str(self.root / "mlartifacts"),
+            ],
+            # mlptl uses no MLflow server jobs: no job runner and its seven huey consumer processes
+            env={**self.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            stdout=(self.root / "mlflow.log").open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.nodes["head"] = Node(
+            "head",
+            [
+                "--head",
+                "--port",
+                str(self.port),
+                "--include-dashboard",
+                "false",
+                "--temp-dir",
+                str(self.tmp),
+                *self._common({"head": 1}),
+            ],
+            self.env,
+            self.root / "head.log",
+        )
+        self.nodes["head"].wait_started()
+        self.start_worker()
+        self.times["ray_start_s"] = time.time() - t0
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.tracking_uri}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline or self.mlflow.poll() is not None:
+                raise RuntimeError(
+                    "mlflow server did not start:\n" + (self.root / "mlflow.log").read_text()[-3000:]
+                )
+            time.sleep(0.5)
+        self.times["mlflow_start_s"] = time.time() - t0
+
+    def start_worker(self) -> None:
+        self.nodes["worker"] = Node(
+            "worker",
+            ["--address", self.address, *self._common({"worker": 1})],
+            self.env,
+            self.root / "worker.log",
+        )
+        self.nodes["worker"].wait_started()
+
+    def node_of(self, pid: int) -> str | None:
+        """Which node a Ray worker process belongs to: its parent is that node's raylet."""
+        parent = _ppid(pid)
+        for name, node in self.nodes.items():
+            if node.proc.poll() is None and parent is not None and parent == node.raylet:
+                return name
+        return None
+
+    def stop(self) -> None:
+        for node in reversed(list(self.nodes.values())):
+            if node.proc.poll() is None:
+                node.kill()
+        if self.mlflow is not None and self.mlflow.poll() is None:
+            pids = [self.mlflow.pid, *_descendants(self.mlflow.pid)]
+            try:
+                os.killpg(self.mlflow.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _kill(pids)
+            self.mlflow.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+STUDY = """
+from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
+from mlptl.study.load import main
+
+STUDY = Study(
+    name={name!r},
+    source_element="Si",
+    target_element="Ge",
+    pretraining=Pretraining(),
+    target_data=DataSource(path={data!r}),
+    inits=("scratch",),
+    train_sizes=(4,),
+    search=SearchSpace(lr=(3e-3, 1e-2)),
+    trials_per_cell=2,
+    seeds=(0,),
+    max_epochs={epochs},
+    pruner=PrunerSpec(kind="none"),
+    evaluation=EvaluationSpec(stability_temperatures=(), properties=False),
+    resources=Resources(cpus_per_trial=1, max_failures=2),
+    val_size=2,
+    test_size=2,
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main(STUDY))
+"""
+
+
+class StudyRun:
+    """`python studies/x.py --storage ... --tracking-uri ...` against the cluster, as `ray submit` runs it."""
+
+    def __init__(self, cluster: LocalCluster, root: Path, name: str, data: Path, epochs: int):
+        self.cluster, self.name, self.store = cluster, name, root / "store"
+        f = root / f"{name}.py"
+        f.write_text(STUDY.format(name=name, data=str(data), epochs=epochs))
+        self.log = root / f"{name}.log"
+        self.t0 = time.time()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(f), "--storage", str(self.store), "--tracking-uri", cluster.tracking_uri],
+            env={**cluster.env, "MLPTL_CACHE": str(root / "cache")},
+            cwd=root,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.nodes: dict[int, str] = {}  # pid of a trial's process -> node name
+
+    def rows(self) -> dict[str, list[dict]]:
+        """Ray Tune's result.json rows of every trial so far, by trial key."""
+        out: dict[str, list[dict]] = {}
+        for f in (self.store / "ray").glob("*/*/result.json"):
+            for line in f.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line being written
+                key = row.get("trial_key")
+                if key:
+                    out.setdefault(key, []).append(row)
+                    if row["pid"] not in self.nodes:
+                        node = self.cluster.node_of(row["pid"])
+                        if node:
+                            self.nodes[row["pid"]] = node
+        return out
+
+    def wait(self, timeout: float, poll=None) -> float:
+        deadline = time.time() + timeout
+        try:
+            while self.proc.poll() is None:
+                self.rows()
+                if poll is not None:
+                    poll(self)
+                if time.time() > deadline:
+                    raise TimeoutError(f"study {self.name} still running after {timeout} s")
+                time.sleep(0.25)
+        except BaseException:
+            self.terminate()
+            raise
+        wall = time.time() - self.t0
+        server = self.cluster.mlflow.poll() if self.cluster.mlflow else None
+        assert self.proc.returncode == 0, (
+            f"study failed (MLflow server {'running' if server is None else f'exited with {server}'}):\n"
+            + self.log.read_text(errors="replace")[-5000:]
+        )
+        return wall
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            pids = [self.proc.pid, *_descendants(self.proc.pid)]
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            _kill(pids)
+            self.proc.wait()
+
+    def runs(self):
+        from mlflow.tracking import MlflowClient
+
+        from mlptl import tracking as T
+
+        # an explicit client: mlptl's T.client() would also set this process's global tracking URI
+        c = MlflowClient(self.cluster.tracking_uri)
+        exp = c.get_experiment_by_name(self.name)
+        runs = c.search_runs(
+            [exp.experiment_id], filter_string=f"tags.`{T.TAG_ROLE}` = 'trial'", max_results=1000
+        )
+        return c, runs
+
+
+@pytest.mark.slow
+def test_study_on_two_nodes_logs_to_one_mlflow_server_and_survives_a_killed_worker(
+    cluster, tmp_path, tiny_ge
+):
+    """Two search trials, one per node (1 CPU each), logging to the MLflow server. When the worker node's
+    trial has checkpointed an epoch, the whole worker node is killed (raylet and trial process, SIGKILL):
+    Ray Tune retries the trial (FailureConfig) on the head, from its last checkpoint, in the same MLflow run."""
+    import pandas as pd
+
+    from mlptl import tracking as T
+
+    if cluster.nodes["worker"].proc.poll() is not None:
+        cluster.start_worker()
+    epochs = 6
+    state: dict = {}
+
+    def kill_worker_mid_trial(run: StudyRun) -> None:
+        if "killed_at" in state:
+            return
+        for key, rs in run.rows().items():
+            on_worker = [r for r in rs if run.nodes.get(r["pid"]) == "worker" and "epoch" in r]
+            # from epoch 2 on, a reported epoch carries a Ray checkpoint (see the resume check below)
+            if on_worker and 2 <= int(on_worker[-1]["epoch"]) <= epochs - 2 and "final" not in on_worker[-1]:
+                state.update(key=key, epoch=int(on_worker[-1]["epoch"]), pid=on_worker[-1]["pid"])
+                state["killed_at"] = cluster.nodes["worker"].kill()
+                state["mlflow_at_kill"] = _metric_steps(cluster.tracking_uri, run.name, key)
+                return
+
+    run = StudyRun(cluster, tmp_path, "two-nodes", tiny_ge, epochs=epochs)
+    wall = run.wait(900, poll=kill_worker_mid_trial)
+    rows = run.rows()
+    search = sorted(k for k in rows if "-final-" not in k)
+    assert len(search) == 2, rows.keys()
+
+    # 1. the two concurrent search trials started one on each node
+    first_node = {k: run.nodes.get(rows[k][0]["pid"]) for k in search}
+    assert sorted(first_node.values()) == ["head", "worker"], first_node
+
+    # 2. every trial logged to the tracking server: one run per trial, finished, with its packaged model
+    c, runs = run.runs()
+    keys = [r.data.tags[T.TAG_TRIAL_KEY] for r in runs]
+    assert sorted(keys) == sorted(rows) and len(set(keys)) == len(keys) == 3, keys
+    assert {r.data.tags[T.TAG_STATUS] for r in runs} == {"finished"}
+    for r in runs:
+        assert [a.path for a in c.list_artifacts(r.info.run_id, T.MODEL_ARTIFACT_DIR)] == [
+            "model/model.nequip.zip"
+        ]
+
+    # 3. the killed trial: checkpointed on the worker, continued on the head from the next epoch
+    assert "killed_at" in state, f"the worker node's trial was never seen mid-run: {first_node}"
+    killed = [r for r in rows[state["key"]] if "epoch" in r]
+    before = [r for r in killed if r["pid"] == state["pid"]]
+    after = [r for r in killed if r["pid"] != state["pid"]]
+    assert [int(r["epoch"]) for r in before] == list(range(1, len(before) + 1))
+    assert after and {run.nodes.get(r["pid"]) for r in after} == {"head"}, [
+        (r["pid"], run.nodes.get(r["pid"])) for r in after
+    ]
+    resumed_at, last = int(after[0]["epoch"]), int(before[-1]["epoch"])
+    # Resumed from its last Ray checkpoint, not from scratch. mlptl reports epoch k with the checkpoint
+    # Lightning wrote after epoch k-1 (its ModelCheckpoint runs after mlptl's epoch callback), so today the
+    # last reported epoch is trained again (resumed_at == last); once the checkpoint is written before the
+    # report, resumed_at == last + 1.
+    assert last - 1 <= resumed_at - 1 <= last and resumed_at >= 2, (last, resumed_at)
+    assert after[-1].get("mlptl_status") == "finished" and int(after[-1]["epoch"]) == epochs
+    hist = pd.read_csv(next(run.store.glob(f"trials/*/{state['key']}/history.csv")))
+    assert list(hist.epoch) == list(range(1, epochs + 1))
+    # its MLflow run was reused, not duplicated: epochs 1..k logged from the worker, k+1.. from the head
+    steps = _metric_steps(cluster.tracking_uri, run.name, state["key"])
+    assert sorted(set(steps)) == list(range(1, epochs + 1)), steps
+    assert len(steps) == epochs + (last + 1 - resumed_at), steps  # an epoch trained twice is logged twice
+    assert set(state["mlflow_at_kill"]) <= set(range(1, state["epoch"] + 1))
+    # the other trial was not disturbed: one process, each epoch once
+    (other,) = [k for k in search if k != state["key"]]
+    assert len({r["pid"] for r in rows[other]}) == 1
+    assert [int(r["epoch"]) for r in rows[other] if "epoch" in r and "final" not in r] == list(
+        range(1, epochs + 1)
+    )
+    t_resumed = after[0]["timestamp"]
+    (error,) = run.store.glob("ray/*-search-*/*/error.txt")
+    failed_at = time.mktime(
+        time.strptime(error.read_text().split("occurred at ")[1][:19], "%Y-%m-%d_%H-%M-%S")
+    )
+    assert "actor" in error.read_text().lower()  # Ray Tune recorded the lost trial process
+    print(
+        f"\n[two-nodes] ray head+worker up in {cluster.times['ray_start_s']:.1f} s, mlflow server (in parallel) in "
+        f"{cluster.times['mlflow_start_s']:.1f} s; first trial per node {first_node}; worker killed after epoch "
+        f"{state['epoch']}/{epochs} of {state['key']} (MLflow steps then {state['mlflow_at_kill']}); resumed on the "
+        f"head at epoch {resumed_at}; Ray Tune saw the failure {failed_at - state['killed_at']:+.0f} s and the "
+        f"resumed trial reported its first epoch {t_resumed - state['killed_at']:.0f} s after the kill; "
+        f"MLflow steps {steps}; artifacts under {runs[0].info.artifact_uri.split('/artifacts/')[0]}/artifacts; "
+        f"study wall {wall:.1f} s"
+    )
+
+
+def _metric_steps(uri: str, experiment: str, key: str) -> list[int]:
+    from mlflow.tracking import MlflowClient
+
+    from mlptl import tracking as T
+
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name(experiment)
+    (r,) = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_TRIAL_KEY}` = '{key}'")
+    return [m.step for m in c.get_metric_history(r.info.run_id, "val_forces_mae")]
