@@ -382,6 +382,35 @@ def _add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--supercell", type=int, default=None, help="repeats of the cubic cell for the MD (default 2)")
     p.set_defaults(func=properties_cmd)
 
+    p = ev_sub.add_parser(
+        "forces",
+        help="force and energy errors of a model on labelled frames, overall and per group",
+        description="Force MAE/RMSE (eV/A, over Cartesian components) and energy-per-atom MAE/RMSE (eV/atom).",
+    )
+    p.add_argument("model", help="a trained *.nequip.zip, or a reference name (e.g. sw) with --element")
+    p.add_argument("data", help="labelled frames: extxyz, mlearn JSON, or anything ASE reads")
+    p.add_argument("--element", help="the element (default: the data's only element)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_evaluate_forces)
+
+
+def _cmd_evaluate_forces(args: argparse.Namespace) -> int:
+    from mlptl.data.readers import read_frames
+    from mlptl.evaluate.forces import force_errors
+
+    frames = read_frames(args.data)
+    elements = sorted({s for a in frames for s in a.get_chemical_symbols()})
+    element = args.element or elements[0]
+    if element not in elements:
+        raise InputError(f"the data holds {elements}, not {element}", path=args.data)
+    result = force_errors(args.model, frames, element=element, prefix="test")
+    if args.json:
+        _print_json(result)
+    else:
+        for k, v in result.items():
+            print(f"{k:<40} {v:.6g}")
+    return 0
+
 
 # ---------------------------------------------------------------- studies
 def _store_args(p: argparse.ArgumentParser) -> None:

@@ -149,6 +149,10 @@ def test_cli_train_and_errors(tmp_path, ge_data, si_model, capsys):
     assert main(args) == 0
     for name in ("model.nequip.zip", "metrics.json", "history.csv"):
         assert (out / name).is_file()
+    capsys.readouterr()
+    assert main(["evaluate", "forces", str(out / "model.nequip.zip"), str(ge_data), "--json"]) == 0
+    errors = json.loads(capsys.readouterr().out)
+    assert 0 < errors["test_forces_mae"] <= errors["test_forces_rmse"] < 10
     assert main(args[:-2] + ["--freeze-depth", "9", "--out", str(tmp_path / "bad")]) == 2
     assert "freeze depth 9" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
