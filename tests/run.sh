@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pip install -q -e ".[test]"
-ruff check mlptl tests studies bench
+ruff check .
 pytest -q
