@@ -320,7 +320,8 @@ def _add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
         if args.out:
             from mlptl.evaluate.plots import plot_properties
 
-            for path in plot_properties(model_props, ref_props, args.out, labels=(args.model, args.reference)):
+            for path in plot_properties(model_props, ref_props, args.out,
+                                        labels=(args.model, f"{args.reference} (reference)")):
                 log.info("wrote %s", path)
         if args.json:
             _print_json(d)
@@ -472,12 +473,15 @@ def _cmd_studies(args: argparse.Namespace) -> int:
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
+    import os
     import subprocess
 
     uri = _uri(args)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
     log.info("MLflow UI on http://%s:%s over %s", args.host, args.port, uri)
-    return subprocess.call(cmd)
+    # The UI needs no background job runner (it would add seven processes to every `mlptl ui`).
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    return subprocess.call(cmd, env=env)
 
 
 def _add_study_commands(sub: argparse._SubParsersAction) -> None:

@@ -311,13 +311,15 @@ def _make_epoch_callback(on_epoch, history: list, ckpt_dir: Path, state: dict):
             history.append(m)
 
         def on_train_epoch_end(self, trainer, pl_module):
-            # Reported here rather than in on_validation_end: Lightning runs checkpoint callbacks last,
-            # so only now does last.ckpt hold this epoch, and a stop or a crash loses nothing reported.
+            # Lightning runs its checkpoint callbacks after ours, so last.ckpt would still hold the
+            # previous epoch: save it here, then report, so that every reported epoch has its own
+            # checkpoint and a stopped or crashed run resumes at the next epoch.
             if not history or history[-1][M.EPOCH] != trainer.current_epoch + 1:
                 return
             train_metrics = M.from_nequip({k: float(v) for k, v in trainer.callback_metrics.items()})
             history[-1].update({k: v for k, v in train_metrics.items() if k.startswith("train_")})
             _write_history(ckpt_dir.parent, history)
+            trainer.save_checkpoint(str(ckpt_dir / "last.ckpt"))
             if on_epoch is not None:
                 m = history[-1]
                 stop = on_epoch(EpochReport(epoch=int(m[M.EPOCH]), metrics=dict(m), checkpoint=ckpt_dir / "last.ckpt"))

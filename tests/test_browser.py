@@ -7,8 +7,10 @@ are kept in ``test-artifacts/`` as evidence.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +42,8 @@ def ui(e2e_study):
         [sys.executable, "-m", "mlptl.cli", "ui", "--storage", str(store), "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # mlflow ui starts a tree of processes: stop them all
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -53,8 +57,11 @@ def ui(e2e_study):
             pytest.fail("the MLflow UI did not come up")
         yield url
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _render(url: str, name: str) -> str:

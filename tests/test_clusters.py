@@ -55,18 +55,23 @@ def test_cluster_yaml_validates_against_rays_schema(name):
     config = _prepared(name)
     types = config["available_node_types"]
     assert config["head_node_type"] in types
+    # autoscaling bounds: each type within the cluster's bound, the minimums within it too
     for t in types.values():
-        assert t["min_workers"] <= t["max_workers"] <= max(config["max_workers"], t["max_workers"])
+        assert 0 <= t["min_workers"] <= t["max_workers"] <= config["max_workers"]
+    assert sum(t["min_workers"] for t in types.values()) <= config["max_workers"]
     if config["provider"]["type"] != "local":
+        head = types[config["head_node_type"]]
+        assert head["resources"] == {"CPU": 0}, "the cloud head runs the driver and MLflow, no trials"
         gpu_types = [t for t in types.values() if t["resources"].get("GPU", 0) >= 1]
         assert gpu_types, "a cloud config needs GPU worker types"
         assert all(t["min_workers"] == 0 for t in gpu_types), "GPU workers scale from zero"
-        assert config["max_workers"] >= sum(t["min_workers"] for t in types.values())
-        # the repository is shipped to every node and installed after the user's CUDA build of torch
-        assert "~/mlptl" in config["file_mounts"]
-        setup = "\n".join(config["setup_commands"])
-        assert setup.index("torch") < setup.index("pip install -q -e ~/mlptl")
-    # the head runs (or points at) one MLflow tracking server; every node mounts the shared store
+    # the repository is shipped to every node and installed after the user's CUDA build of torch;
+    # every node mounts the shared store at the same path
+    assert config["file_mounts"]["~/mlptl"] == "."
+    setup = "\n".join(config["setup_commands"])
+    assert setup.index("torch") < setup.index("pip install -q -e ~/mlptl")
+    assert "ln -sfn" in setup and "mlptl-store" in setup
+    # the head runs one MLflow tracking server and tells the driver where it is
     head = "\n".join(config["head_start_ray_commands"] + config["head_setup_commands"])
     assert "mlflow server" in head and "MLFLOW_TRACKING_URI" in head
     assert any("ray start --head" in c for c in config["head_start_ray_commands"])
@@ -222,7 +227,7 @@ def _short_tmp(prefix: str) -> Path:
 
 
 @pytest.mark.slow
-def test_fractional_gpu_trials_are_packed_and_mlptl_falls_back_to_cpu(tmp_path, tiny_ge):
+def test_fractional_gpu_trials_are_packed_and_mlptl_falls_back_to_cpu(tmp_path, tiny_ge, monkeypatch):
     """Four trials of 0.5 GPU on two logical GPUs run at once, two per device; without CUDA, mlptl's
     training (Lightning ``accelerator="auto"``) and calculator (``cuda`` if available) use the CPU."""
     import ray
@@ -281,6 +286,10 @@ def test_fractional_gpu_trials_are_packed_and_mlptl_falls_back_to_cpu(tmp_path, 
         out["end"] = time.time()
         tune.report(out)
 
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a local Ray of our own, whatever the environment says
+    monkeypatch.setenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if ray.is_initialized():
+        ray.shutdown()
     tmp = _short_tmp("mlptl-ray-gpu-")
     sigint = signal.getsignal(signal.SIGINT)  # Ray Tune keeps its own Ctrl-C handler after fit()
     ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(tmp))
@@ -325,6 +334,12 @@ def test_fractional_gpu_trials_are_packed_and_mlptl_falls_back_to_cpu(tmp_path, 
 
 
 # ================================================================ a real two-node cluster on 127.0.0.1
+def _exe(name: str) -> str:
+    """A console script of this Python environment (ray, mlflow), whatever PATH says."""
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else (shutil.which(name) or name)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -376,7 +391,7 @@ class Node:
         self.name = name
         self.log = log
         self.proc = subprocess.Popen(
-            [shutil.which("ray") or "ray", "start", *args, "--block"],
+            [_exe("ray"), "start", *args, "--block"],
             env=env,
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
@@ -469,7 +484,7 @@ class LocalCluster:
         (self.root / "mlartifacts").mkdir(exist_ok=True)
         self.mlflow = subprocess.Popen(
             [
-                shutil.which("mlflow") or "mlflow",
+                _exe("mlflow"),
                 "server",
                 "--host",
                 "127.0.0.1",

@@ -228,7 +228,8 @@ def run_study(study: Study, *, resume: bool = False) -> StudyResult:
     storage.mkdir(parents=True, exist_ok=True)
     uri = T.resolve_tracking_uri(storage, study.tracking_uri)
     c = T.client(uri)
-    exp_id = T.ensure_experiment(c, study.name, storage / "artifacts")
+    # A tracking server stores artifacts itself (--artifacts-destination); a local store keeps them here.
+    exp_id = T.ensure_experiment(c, study.name, None if uri.startswith(("http://", "https://")) else storage / "artifacts")
     parent = T.find_run(c, exp_id, **{T.TAG_ROLE: "study"})
     if parent is not None and not resume:
         raise StudyExists(
@@ -259,7 +260,8 @@ def run_study(study: Study, *, resume: bool = False) -> StudyResult:
     target_ref = ray.remote(num_cpus=cpus)(resolve_data).remote(study.target_data, storage / "data")
     pre_ref = None
     if "transfer" in study.inits:
-        pre_ref = ray.remote(num_cpus=cpus)(pretrain).remote(study, storage)
+        gpus = 1 if study.resources.gpus_per_trial else 0  # else it would use its node's GPUs unaccounted
+        pre_ref = ray.remote(num_cpus=cpus, num_gpus=gpus)(pretrain).remote(study, storage)
     target_data = ray.get(target_ref)
     target_test = study.target_data.resolved_test_path()
     pretrained, pre_metrics = ray.get(pre_ref) if pre_ref is not None else (None, {})

@@ -109,6 +109,19 @@ def _restore_ray_checkpoint(run_dir: Path) -> None:
     log.info("restored Ray checkpoint into %s", run_dir)
 
 
+def _tag_attempt(c, run_id: str) -> None:
+    """Where each attempt of a trial ran: a trial retried after a node failure shows both nodes."""
+    import socket
+
+    import ray
+
+    node = f"{ray.util.get_node_ip_address()}/{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
+    tags = c.get_run(run_id).data.tags
+    c.set_tag(run_id, "mlptl.attempts", str(int(tags.get("mlptl.attempts", "0")) + 1))
+    c.set_tag(run_id, "mlptl.node", node)
+    c.set_tag(run_id, "mlptl.nodes", ",".join(filter(None, [tags.get("mlptl.nodes"), node])))
+
+
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable."""
     import tempfile
@@ -134,6 +147,7 @@ def run_trial(config: dict[str, Any]) -> None:
     }
     run_id, reused = T.find_or_create_run(c, job.experiment_id, name=job.trial_key, tags=tags)
     c.set_tag(run_id, T.TAG_STATUS, "running")
+    _tag_attempt(c, run_id)
     T.log_params(
         c,
         run_id,
@@ -160,7 +174,9 @@ def run_trial(config: dict[str, Any]) -> None:
         checkpoint = None
         if (ckpt_dir / "last.ckpt").exists():
             stage = Path(tempfile.mkdtemp(prefix="mlptl-ckpt-"))
-            shutil.copy2(ckpt_dir / "last.ckpt", stage / "last.ckpt")
+            for name in ("last.ckpt", "best.ckpt"):  # best.ckpt: packaging reads it on whatever node ends the trial
+                if (ckpt_dir / name).exists():
+                    shutil.copy2(ckpt_dir / name, stage / name)
             if (run_dir / "history.csv").exists():
                 shutil.copy2(run_dir / "history.csv", stage / "history.csv")
             checkpoint = tune.Checkpoint.from_directory(str(stage))
