@@ -141,7 +141,7 @@ def ge_run(args: argparse.Namespace, data: Path, work: Path, init: Init, size: i
     spec = TrainSpec(
         element="Ge",
         data=str(data),
-        out=str(work / "ge" / f"{init.label}-n{size}-s{seed}"),
+        out=str(work / "ge" / f"{init.label}-n{size}-s{seed}-e{args.epochs}-lr{args.lr:g}"),
         init=init.kind,  # type: ignore[arg-type]
         pretrained=source if init.kind == "transfer" else None,
         freeze_depth=init.freeze_depth,
@@ -302,14 +302,14 @@ def _title(settings: dict[str, Any], source_metrics: dict[str, float]) -> str:
     )
 
 
-def replot() -> int:
+def replot(name: str) -> int:
     """Redraw the PNG and reprint the table from the results JSON, without training."""
-    res = json.loads((RESULTS_DIR / f"{NAME}.json").read_text())
+    res = json.loads((RESULTS_DIR / f"{name}.json").read_text())
     inits = _inits(res["settings"]["freeze_depths"])
     plot(
         res["summary"],
         inits,
-        RESULTS_DIR / f"{NAME}.png",
+        RESULTS_DIR / f"{name}.png",
         _title(res["settings"], res["pretrain"]["metrics"]),
     )
     print_table(res["summary"])
@@ -333,11 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-test-size", type=int, default=20)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 was faster under load here)")
     p.add_argument("--no-reuse", action="store_true", help="retrain runs already finished in bench/work")
+    p.add_argument("--name", default=NAME, help="results file name (bench/results/NAME.{csv,json,png})")
     p.add_argument("--replot", action="store_true", help="only redraw the plot from the results JSON")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.replot:
-        return replot()
+        return replot(args.name)
     setup_logging(args.verbose)
     set_threads(args.threads)
     info = machine_info()
@@ -363,18 +364,20 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t_start
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, RESULTS_DIR / f"{NAME}.csv")
+    write_csv(rows, RESULTS_DIR / f"{args.name}.csv")
     sm = source["metrics"]
-    plot(summary, inits, RESULTS_DIR / f"{NAME}.png", _title(vars(args), sm))
+    plot(summary, inits, RESULTS_DIR / f"{args.name}.png", _title(vars(args), sm))
     write_json(
-        RESULTS_DIR / f"{NAME}.json",
+        RESULTS_DIR / f"{args.name}.json",
         {
             "benchmark": NAME,
             "command": " ".join(
                 ["python bench/transfer_vs_scratch.py", *(sys.argv[1:] if argv is None else argv)]
             ),
             "machine": {**info, "load_avg_at_end": list(os.getloadavg())},
-            "settings": {k: v for k, v in vars(args).items() if k not in ("verbose", "no_reuse", "replot")},
+            "settings": {
+                k: v for k, v in vars(args).items() if k not in ("verbose", "no_reuse", "replot", "name")
+            },
             "ge_data": {"file": str(ge_data), **ge_spec.as_dict()},
             "split_seed": SPLIT_SEED,
             "pretrain": {
