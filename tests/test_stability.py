@@ -116,6 +116,7 @@ def test_sw_ge_stable_by_every_criterion(cache):
 
 
 @pytest.mark.slow
+@pytest.mark.calibration  # ~20 min per element on 2 cores: run with `pytest -m calibration`, not in CI
 @pytest.mark.parametrize("element", ["Si", "Ge"])
 def test_sw_stable_default_protocol(element, cache):
     """Default protocol (thermostat, windows, thresholds), 2 replicas of 2 ps at 300/900/1500 K."""
