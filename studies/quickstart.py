@@ -2,7 +2,7 @@
 
 Two Ge training sizes, scratch against transfer, the learning rate (and, for transfer, the freeze depth)
 searched by Optuna with median pruning, the best of each cell re-trained with two seeds and checked for
-MD stability. About ten minutes on 2 CPU cores.
+MD stability. Measured: 20 minutes on 2 CPU cores shared with other jobs (target: about ten on idle cores).
 
     mlptl run studies/quickstart.py            # or: python studies/quickstart.py
     mlptl ui                                   # browse the runs
