@@ -10,6 +10,8 @@ import json
 import logging
 import os
 import platform
+import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +141,76 @@ def generated(spec, progress: bool = False) -> Path:
     from mlptl.data.generate import generate
 
     return generate(spec, DATA_CACHE, progress=progress)
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    import pandas as pd
+
+    tmp = path.with_name(path.name + ".tmp")
+    pd.DataFrame(rows).to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def finished_run(out: Path, spec_dict: dict[str, Any]) -> dict[str, Any] | None:
+    """A finished run of exactly this spec (from an interrupted benchmark), or None."""
+    done = out / "bench-run.json"
+    if not done.is_file():
+        return None
+    rec = json.loads(done.read_text())
+    return rec if rec.get("spec") == spec_dict else None
+
+
+def train_or_reuse(spec, reuse: bool) -> dict[str, Any]:
+    """Train one :class:`mlptl.train.TrainSpec` (or reuse its finished run); returns spec, metrics, wall time.
+
+    The record is written to ``OUT/bench-run.json`` so that an interrupted benchmark resumes where it stopped.
+    """
+    from mlptl.train import train
+
+    out = Path(spec.out)
+    spec_dict = spec.to_dict()
+    if reuse and (rec := finished_run(out, spec_dict)) is not None:
+        log.info("reusing finished run %s", out.name)
+        return rec
+    t0 = time.perf_counter()
+    result = train(spec, resume=False)
+    rec = {
+        "spec": spec_dict,
+        "metrics": result.metrics,
+        "epochs_run": result.epochs_run,
+        "final_lr": result.history[-1]["lr"],
+        "last_val_forces_mae": result.history[-1]["val_forces_mae"],
+        "wall_s": time.perf_counter() - t0,
+        "model": str(result.model_path),
+    }
+    write_json(out / "bench-run.json", rec)
+    return rec
+
+
+def metrics_row(rec: dict[str, Any]) -> dict[str, Any]:
+    """The columns every benchmark table takes from a :func:`train_or_reuse` record.
+
+    Test errors (overall and per temperature, e.g. ``test_forces_mae.T900``), the validation error, and
+    how far training got (epochs, final learning rate, last validation error) and what it cost.
+    """
+    m = rec["metrics"]
+    row = {
+        "test_forces_mae": m["test_forces_mae"],
+        "test_forces_rmse": m["test_forces_rmse"],
+        "test_energy_per_atom_mae": m["test_energy_per_atom_mae"],
+        "best_val_forces_mae": m["best_val_forces_mae"],
+        "epochs": rec["epochs_run"],
+        "final_lr": rec["final_lr"],
+        "last_val_forces_mae": rec["last_val_forces_mae"],
+        "train_time_s": m["train_time_s"],
+        "wall_s": rec["wall_s"],
+    }
+    for k, v in m.items():
+        if k.startswith(("test_forces_mae.", "test_energy_per_atom_mae.")):
+            row[k] = v
+    return row

@@ -161,32 +161,6 @@ def _clocked_fit(self, *args, **kwargs):
 
 lightning.Trainer.fit = _clocked_fit
 tool = sys.argv.pop(1)
-if tool == "mlptl-patched":
-    # The two fixes proposed for mlptl/train.py, applied from outside: history.csv written with the
-    # standard csv module (no pandas import inside the fit), and no second last.ckpt per epoch from
-    # ModelCheckpoint (mlptl's epoch callback already saves it before reporting).
-    import csv
-    import lightning.pytorch.callbacks as callbacks
-    import mlptl.train as mt
-
-    def _write_history(out, history):
-        if not history:
-            return
-        keys = list(dict.fromkeys(k for h in history for k in h))
-        tmp = out / (mt.HISTORY_FILE + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(history)
-        os.replace(tmp, out / mt.HISTORY_FILE)
-
-    class _BestOnly(callbacks.ModelCheckpoint):
-        def __init__(self, *args, **kwargs):
-            kwargs["save_last"] = False
-            super().__init__(*args, **kwargs)
-
-    mt._write_history = _write_history
-    callbacks.ModelCheckpoint = _BestOnly
 if tool.startswith("mlptl"):
     from mlptl.cli import main
 else:
@@ -377,8 +351,8 @@ def _setup_overhead(args: argparse.Namespace) -> tuple[Path, Path, Path, dict[st
 
 
 def _arms(args: argparse.Namespace) -> list[str]:
-    """What runs in each interleaved round: mlptl, nequip-train and optionally mlptl with the fixes."""
-    return ["mlptl", "nequip"] + (["mlptl-patched"] if args.patched else [])
+    """What runs in each interleaved round (a list, so that a variant can be added as a third arm)."""
+    return ["mlptl", "nequip"]
 
 
 def overhead(args: argparse.Namespace) -> dict[str, Any]:
@@ -386,13 +360,18 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     for i in range(args.warmup + args.repeats):
         counted = i >= args.warmup
-        for tool in _arms(args):
+        # ABBA: every other round starts with the other command, so that a systematic advantage of
+        # running first or second (caches, the load of the moment) cancels over pairs of rounds.
+        order = _arms(args) if i % 2 == 0 else _arms(args)[::-1]
+        for pos, tool in enumerate(order):
             out = work / f"{tool}-run"
             if tool.startswith("mlptl"):
                 r = run_mlptl(args, data, out, args.threads, tool=tool)
             else:
                 r = run_nequip(cfg_path, out, args.threads)
-            r.update(tool=tool, pair=i - args.warmup, counted=counted, load_avg_1m=os.getloadavg()[0])
+            r.update(
+                tool=tool, pair=i - args.warmup, position=pos, counted=counted, load_avg_1m=os.getloadavg()[0]
+            )
             runs.append(r)
             log.info(
                 "%s %s: fit %.1f s wall / %.1f s CPU, whole %.1f s wall / %.1f s CPU, load %.1f%s",
@@ -405,7 +384,7 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
                 r["load_avg_1m"],
                 "" if counted else " (not counted)",
             )
-        if i == 0:  # the data files both commands read must be the same bytes
+        if i == 0:  # the data files both commands read must be the same bytes (mlptl writes its own)
             for name in ("train", "val", "test"):
                 if (work / "mlptl-run" / "data" / f"{name}.extxyz").read_bytes() != paths[name].read_bytes():
                     raise RuntimeError(f"mlptl's {name} split differs from the nequip config's file")
@@ -466,7 +445,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
 
     work, data, cfg_path, _ = _setup_overhead(args)
     stats = {}
-    for tool in _arms(args):
+    for tool in _arms(args)[:: -1 if args.nequip_first else 1]:
         prof = work / f"{tool}.prof"
         out = work / f"{tool}-profile-run"
         if tool.startswith("mlptl"):
@@ -541,6 +520,7 @@ def plot(res: dict[str, Any], path: Path, title: str) -> None:
 
     arms = res["arms"]
     labels = {"mlptl": "mlptl train", "nequip": "nequip-train", "mlptl-patched": "mlptl +fixes"}
+    labels.update({t: t for t in arms if t not in labels})
     counted = [r for r in res["runs"] if r["counted"]]
     fig, axes = plt.subplots(1, len(CLOCKS), figsize=(3.2 * len(CLOCKS), 4.2))
     for ax, (key, label) in zip(axes, CLOCKS.items()):
@@ -564,6 +544,21 @@ def plot(res: dict[str, Any], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _title(s: dict[str, Any]) -> str:
+    return (
+        f"{s['model']} Allegro, {s['train_size']} Ge frames, {s['epochs']} epochs, "
+        f"{s['threads']} thread(s), {s['repeats']} interleaved rounds"
+    )
+
+
+def replot(name: str) -> int:
+    """Redraw the PNG and reprint the table from a results JSON, without running anything."""
+    res = json.loads((RESULTS_DIR / f"{name}.json").read_text())
+    plot(res, RESULTS_DIR / f"{name}.png", _title(res["settings"]))
+    print_table(res)
+    return 0
 
 
 def print_table(res: dict[str, Any]) -> None:
@@ -605,19 +600,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-breakdown", dest="breakdown", action="store_false", help="skip timing mlptl's extra work"
     )
-    p.add_argument(
-        "--no-patched",
-        dest="patched",
-        action="store_false",
-        help="skip the third arm (mlptl with the proposed fixes monkeypatched in)",
-    )
+    p.add_argument("--nequip-first", action="store_true", help="--profile: run nequip-train first")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--threads-probe", action="store_true", help="compare 1 and 2 threads for mlptl instead"
     )
     mode.add_argument("--profile", action="store_true", help="one cProfile'd run of each instead")
+    p.add_argument("--replot", metavar="NAME", help="only redraw bench/results/NAME.png from NAME.json")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
+    if args.replot:
+        return replot(args.replot)
     setup_logging(args.verbose)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     info = machine_info()
@@ -633,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": name,
         "command": " ".join(["python bench/train_overhead.py", *(sys.argv[1:] if argv is None else argv)]),
         "machine": {**info, "load_avg_at_end": list(os.getloadavg())},
-        "settings": {k: v for k, v in vars(args).items() if k != "verbose"},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("verbose", "replot")},
         "benchmark_wall_s": wall,
         **res,
     }
@@ -653,11 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, per in res["key_functions"].items():
             print(f"{label:46}" + "".join(f"{per[t]['cumtime']:12.3f} ({per[t]['ncalls']:>4})" for t in arms))
     else:
-        title = (
-            f"{args.model} Allegro, {args.train_size} Ge frames, {args.epochs} epochs, "
-            f"{args.threads} thread(s), {args.repeats} pairs"
-        )
-        plot(res, RESULTS_DIR / f"{name}.png", title)
+        plot(res, RESULTS_DIR / f"{name}.png", _title(vars(args)))
         print_table(res)
     log.info("benchmark wall time %.0f s", wall)
     return 0

@@ -35,9 +35,13 @@ from _common import (  # noqa: E402
     ge_data_spec,
     generated,
     machine_info,
+    mean_std,
+    metrics_row,
     set_threads,
     setup_logging,
     si_data_spec,
+    train_or_reuse,
+    write_csv,
     write_json,
 )
 
@@ -64,39 +68,6 @@ def _inits(freeze_depths: list[int]) -> list[Init]:
 
 
 # ---------------------------------------------------------------- runs
-def _reusable(out: Path, spec_dict: dict[str, Any]) -> dict[str, Any] | None:
-    """A finished run of exactly this spec (from an interrupted benchmark), or None."""
-    done = out / "bench-run.json"
-    if not done.is_file():
-        return None
-    rec = json.loads(done.read_text())
-    return rec if rec.get("spec") == spec_dict else None
-
-
-def _train(spec, reuse: bool) -> dict[str, Any]:
-    """Train (or reuse) one run; returns its spec, metrics and wall time."""
-    from mlptl.train import train
-
-    out = Path(spec.out)
-    spec_dict = spec.to_dict()
-    if reuse and (rec := _reusable(out, spec_dict)) is not None:
-        log.info("reusing finished run %s", out.name)
-        return rec
-    t0 = time.perf_counter()
-    result = train(spec, resume=False)
-    rec = {
-        "spec": spec_dict,
-        "metrics": result.metrics,
-        "epochs_run": result.epochs_run,
-        "final_lr": result.history[-1]["lr"],
-        "last_val_forces_mae": result.history[-1]["val_forces_mae"],
-        "wall_s": time.perf_counter() - t0,
-        "model": str(result.model_path),
-    }
-    write_json(out / "bench-run.json", rec)
-    return rec
-
-
 def pretrain(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from mlptl.train import TrainSpec
 
@@ -123,7 +94,7 @@ def pretrain(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         args.pretrain_epochs,
         args.pretrain_lr,
     )
-    rec = _train(spec, reuse=not args.no_reuse)
+    rec = train_or_reuse(spec, reuse=not args.no_reuse)
     m = rec["metrics"]
     log.info(
         "Si model: test force MAE %.4f eV/A, energy MAE %.2f meV/atom, %.0f s",
@@ -155,26 +126,14 @@ def ge_run(args: argparse.Namespace, data: Path, work: Path, init: Init, size: i
         split_seed=SPLIT_SEED,
         model=args.model,
     )
-    rec = _train(spec, reuse=not args.no_reuse)
-    m = rec["metrics"]
+    rec = train_or_reuse(spec, reuse=not args.no_reuse)
     row = {
         "init": init.label,
         "freeze_depth": init.freeze_depth if init.kind == "transfer" else None,
         "train_size": size,
         "seed": seed,
-        "test_forces_mae": m["test_forces_mae"],
-        "test_forces_rmse": m["test_forces_rmse"],
-        "test_energy_per_atom_mae": m["test_energy_per_atom_mae"],
-        "best_val_forces_mae": m["best_val_forces_mae"],
-        "epochs": rec["epochs_run"],
-        "final_lr": rec["final_lr"],
-        "last_val_forces_mae": rec["last_val_forces_mae"],
-        "train_time_s": m["train_time_s"],
-        "wall_s": rec["wall_s"],
+        **metrics_row(rec),
     }
-    for k, v in m.items():  # per-temperature test errors, e.g. test_forces_mae.T900
-        if k.startswith(("test_forces_mae.", "test_energy_per_atom_mae.")):
-            row[k] = v
     log.info(
         "%-13s n=%-3d seed=%d: test force MAE %.4f eV/A, energy MAE %.2f meV/atom (%.0f s)",
         init.label,
@@ -188,21 +147,17 @@ def ge_run(args: argparse.Namespace, data: Path, work: Path, init: Init, size: i
 
 
 # ---------------------------------------------------------------- summary
-def _ms(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def summarize(rows: list[dict[str, Any]], inits: list[Init], sizes: list[int]) -> list[dict[str, Any]]:
     """Mean and std over seeds per (init, size); transfer rows also get the ratio to scratch."""
     out = []
     for size in sizes:
         scratch = [r for r in rows if r["train_size"] == size and r["init"] == "scratch"]
-        sf, _ = _ms([r["test_forces_mae"] for r in scratch])
-        se, _ = _ms([r["test_energy_per_atom_mae"] for r in scratch])
+        sf, _ = mean_std([r["test_forces_mae"] for r in scratch])
+        se, _ = mean_std([r["test_energy_per_atom_mae"] for r in scratch])
         for init in inits:
             rs = [r for r in rows if r["train_size"] == size and r["init"] == init.label]
-            f_mean, f_std = _ms([r["test_forces_mae"] for r in rs])
-            e_mean, e_std = _ms([r["test_energy_per_atom_mae"] for r in rs])
+            f_mean, f_std = mean_std([r["test_forces_mae"] for r in rs])
+            e_mean, e_std = mean_std([r["test_energy_per_atom_mae"] for r in rs])
             s: dict[str, Any] = {
                 "init": init.label,
                 "train_size": size,
@@ -264,14 +219,6 @@ def plot(summary: list[dict[str, Any]], inits: list[Init], path: Path, title: st
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    import pandas as pd
-
-    tmp = path.with_name(path.name + ".tmp")
-    pd.DataFrame(rows).to_csv(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def print_table(summary: list[dict[str, Any]]) -> None:
