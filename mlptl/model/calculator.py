@@ -23,8 +23,11 @@ __all__ = ["load_calculator", "nequip_calculator", "model_type_names"]
 def nequip_calculator(path: str | Path, device: str | None = None) -> Calculator:
     """The eager nequip model as an ASE calculator.
 
-    Eager, not AOTInductor-compiled: on these CPUs the eager model ran MD faster (facts note: 82-102 vs
-    47-78 steps/s for 64 atoms) and needs no 60 s compile per model.
+    Eager, not AOTInductor-compiled, because a study evaluates many models briefly: compiling costs 60-70 s
+    per model on an idle core, and bench/md_speed.py measured the compiled tiny model at 0.4-0.5x the eager
+    cost per step (1 thread), so compiling pays off only after ~3,500 steps of 64-atom MD, more than a
+    per-trial stability check runs. (An earlier note measured the opposite ranking; the conditions differ.)
+    For long production MD, compile with ``nequip-compile`` and use nequip's calculator directly.
     """
     path = Path(path)
     if not path.is_file():
