@@ -1,0 +1,54 @@
+"""Files written so that a reader never sees half of one, and the one cache directory.
+
+Several processes (Ray workers, a resumed driver, a second study) read what others write: every file
+mlptl writes for another process to read goes through :func:`atomic_write` (a temporary file in the same
+directory, then ``os.replace``, which POSIX makes atomic), and every cache lives under :func:`cache_dir`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_write", "atomic_write_text", "atomic_copy", "cache_dir", "CACHE_ENV"]
+
+#: The one environment variable for caches: ``$MLPTL_CACHE/<kind>`` (default ``~/.cache/mlptl/<kind>``).
+CACHE_ENV = "MLPTL_CACHE"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def atomic_copy(src: str | Path, dest: str | Path) -> Path:
+    with atomic_write(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dest)
+
+
+def cache_dir(kind: str) -> Path:
+    """Where cached ``kind`` (``data``, ``rdf``, ...) lives: ``$MLPTL_CACHE/<kind>`` or ``~/.cache/mlptl/<kind>``."""
+    env = os.environ.get(CACHE_ENV)
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "mlptl"
+    return root / kind
