@@ -46,6 +46,24 @@ class Reference:
     def calculator(self) -> Calculator:
         return self.factory()
 
+    def crystal(self, supercell: int = 1, *, strain: float = 0.0):
+        """The reference crystal (conventional cell, cubic where the lattice is), repeated per axis.
+
+        Data generation, stability and properties all start from this one cell, so that a new lattice
+        needs one change here and nowhere else.
+        """
+        from ase.build import bulk
+
+        a = self.a0 * (1.0 + strain)
+        try:
+            atoms = bulk(self.element, self.lattice, a=a, cubic=self.lattice != "hcp", orthorhombic=self.lattice == "hcp")
+        except (ValueError, RuntimeError) as e:
+            raise InputError(f"cannot build a {self.lattice} cell for {self.element}: {e}") from None
+        atoms = atoms * (supercell, supercell, supercell)
+        if self.mass is not None:
+            atoms.set_masses([self.mass] * len(atoms))
+        return atoms
+
 
 _REGISTRY: dict[tuple[str, str], Reference] = {}
 
