@@ -22,3 +22,23 @@ class InputError(ValueError):
         super().__init__(where + message)
         self.path = None if path is None else Path(path)
         self.frame = frame
+
+
+class StudyFailed(RuntimeError):
+    """A study ran but produced nothing to answer with (e.g. no trial finished): exit code 1, not a report."""
+
+
+class Interrupted(Exception):
+    """The user or the scheduler stopped the run (SIGINT, SIGTERM); state is saved, ``--resume`` finishes it.
+
+    Deliberately not a KeyboardInterrupt subclass: library code that swallows KeyboardInterrupt (Ray Tune
+    does, to save its state) must not swallow this.
+    """
+
+    def __init__(self, signum: int, message: str = ""):
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        name = signal.Signals(signum).name
+        super().__init__(message or f"interrupted by {name}")

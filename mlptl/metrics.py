@@ -34,6 +34,10 @@ TEST_ENERGY_PER_ATOM_RMSE = "test_energy_per_atom_rmse"
 
 # The metric trials are compared by (pruning and best-of-cell); lower is better.
 OBJECTIVE = VAL_FORCES_MAE
+# The lowest validation force MAE over a run's epochs: what chooses the best trial and the model to register.
+BEST_VAL_FORCES_MAE = "best_" + VAL_FORCES_MAE
+# Fraction of a model's MD runs (all temperatures and replicas) that stayed stable.
+STABLE_FRACTION = "stability_stable_fraction"
 
 _NEQUIP_TO_OURS = {
     "forces_mae": "forces_mae",

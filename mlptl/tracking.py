@@ -23,14 +23,30 @@ TAG_STUDY = "mlptl.study"
 TAG_TRIAL_KEY = "mlptl.trial_key"
 TAG_CELL = "mlptl.cell"
 TAG_PHASE = "mlptl.phase"  # "search" | "final"
-TAG_STATUS = "mlptl.status"  # "running" | "finished" | "pruned" | "failed"
+TAG_STATUS = "mlptl.status"  # "running" | "finished" | "pruned" | "failed" | "interrupted" (study: also "reporting")
 TAG_REASON = "mlptl.failure_reason"
 TAG_PRUNED_EPOCH = "mlptl.pruned_at_epoch"
+TAG_INIT = "mlptl.init"  # "scratch" | "transfer": group runs by it in the UI
+TAG_SOURCE = "mlptl.source_element"
+TAG_TRAIN_SIZE = "mlptl.train_size"
+TAG_REPLICATE = "mlptl.replicate"
+TAG_EPOCHS_RUN = "mlptl.epochs_run"
+TAG_ATTEMPTS = "mlptl.attempts"  # how many times Ray started this trial (node failures retry it)
+TAG_NODE = "mlptl.node"
+TAG_NODES = "mlptl.nodes"
+TAG_REUSED_FROM = "mlptl.reused_from"  # a final replicate that repeats a search trial takes its model
+TAG_SELECTED_BY = "mlptl.selected_by"  # the validation metric that chose a registered model
+TAG_RESUME = "mlptl.resume_command"
+TAG_REMAINING = "mlptl.remaining"
+TAG_TARGET_DATA = "mlptl.target_data"
+TAG_TARGET_DATA_SHA = "mlptl.target_data_sha256"
+TAG_TARGET_TEST_SHA = "mlptl.target_test_sha256"
+TAG_PRETRAINED = "mlptl.pretrained"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_RUN_NAME = "mlflow.runName"
 MODEL_ARTIFACT_DIR = "model"
 
-STATUS_TO_MLFLOW = {"finished": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+STATUS_TO_MLFLOW = {"finished": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
 
 
 def default_tracking_uri(storage_dir: Path) -> str:

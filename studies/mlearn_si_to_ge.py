@@ -13,7 +13,7 @@ crystal staying a crystal (no DFT MD is run here).
 import os
 
 from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
-from mlptl.study.load import main
+from mlptl.cli.run import main
 
 MLEARN = os.environ.get("MLPTL_MLEARN_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mlearn"))
 

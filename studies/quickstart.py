@@ -12,7 +12,7 @@ before it took 6.5 min.
 
 from mlptl.data.generate import preset
 from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
-from mlptl.study.load import main
+from mlptl.cli.run import main
 
 STUDY = Study(
     name="quickstart",

@@ -12,7 +12,7 @@ temperature transferability: add ``train_groups=("T300", "T600")`` and ``test_gr
 
 from mlptl.data.generate import preset
 from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
-from mlptl.study.load import main
+from mlptl.cli.run import main
 
 STUDY = Study(
     name="sw-si-to-ge",

@@ -580,7 +580,7 @@ def cluster(tmp_path_factory):
 
 STUDY = """
 from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
-from mlptl.study.load import main
+from mlptl.cli.run import main
 
 STUDY = Study(
     name={name!r},

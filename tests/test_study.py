@@ -134,7 +134,7 @@ def test_killed_study_resumes_without_redoing_or_duplicating_trials(tmp_path):
     search = "SearchSpace(lr=(3e-3, 1e-2), freeze_depth=(0, 1))"
     study_file.write_text(
         STUDY_SOURCE.format(name="e2e", search=search, trials=2, epochs=6, storage=str(tmp_path / "store"))
-        + "\nif __name__ == '__main__':\n    from mlptl.study.load import main\n    raise SystemExit(main(STUDY))\n"
+        + "\nif __name__ == '__main__':\n    from mlptl.cli.run import main\n    raise SystemExit(main(STUDY))\n"
     )
     log_file = open(tmp_path / "driver.log", "w")  # noqa: SIM115 (closed after the driver dies)
     proc = subprocess.Popen([sys.executable, str(study_file)], start_new_session=True, stdout=log_file, stderr=subprocess.STDOUT)

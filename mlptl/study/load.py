@@ -1,8 +1,9 @@
 """Loading study definitions from ``studies/*.py`` and applying command-line overrides.
 
 A study file defines ``STUDY`` (a :class:`~mlptl.study.spec.Study`) and ends with
-``if __name__ == "__main__": raise SystemExit(main(STUDY))``, so the same file runs as
-``mlptl run studies/x.py`` and as ``python studies/x.py`` (which is what ``ray submit`` executes).
+``if __name__ == "__main__": raise SystemExit(main(STUDY))`` (``from mlptl.cli.run import main``), so the
+same file runs as ``mlptl run studies/x.py`` and as ``python studies/x.py`` (what ``ray submit`` executes);
+both paths share the overrides defined here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from mlptl.study.spec import Study
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_study", "add_override_arguments", "apply_overrides", "main"]
+__all__ = ["load_study", "add_override_arguments", "apply_overrides", "smoke"]
 
 
 def load_study(path: str | Path) -> Study:
@@ -97,31 +98,3 @@ def smoke(study: Study) -> Study:
         evaluation=ev,
         pretraining=pre,
     )
-
-
-def main(study: Study, argv: list[str] | None = None) -> int:
-    """Entry point for ``python studies/x.py [overrides]``."""
-    from mlptl.cli import run_with_errors
-
-    p = argparse.ArgumentParser(description=f"Run the study {study.name!r}.")
-    add_override_arguments(p)
-    p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args(argv)
-
-    def go(args) -> int:
-        from mlptl.study.runner import run_study
-
-        result = run_study(apply_overrides(study, args), resume=args.resume)
-        _summary(result)
-        return 0
-
-    return run_with_errors(go, args)
-
-
-def _summary(result) -> None:
-    print(f"study {result.name}: {result.counts} in {result.wall_time_s:.0f} s")
-    print(f"tracking store: {result.tracking_uri} (browse: mlptl ui --storage {result.storage})")
-    for cell, model in result.registered.items():
-        print(f"  registered {cell}: {model}")
-    if result.report_dir:
-        print(f"report: {result.report_dir / 'report.md'}")

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 __all__ = ["CellStudies", "OptunaCellSearcher", "make_sampler"]
 
 ATTR_KEY = "trial_key"
-ATTR_INTERRUPTED = "interrupted"
+# Set on every trial this driver ends itself (finished, pruned, failed): a FAIL without it is a trial an
+# interrupted driver left running, closed on resume and asked again.
+ATTR_OUTCOME = "outcome"
 
 
 def make_sampler(study: Study, cell_index: int) -> optuna.samplers.BaseSampler:
@@ -72,7 +74,7 @@ class CellStudies:
 
     study: Study
     storage_url: str
-    make_job: Callable[[Cell, str, dict[str, Any]], dict[str, Any]]
+    make_job: Callable[[Cell, str, dict[str, Any]], Any]
     studies: dict[str, optuna.Study] = field(default_factory=dict)
     live: dict[str, LiveTrial] = field(default_factory=dict)
     remaining: dict[str, int] = field(default_factory=dict)
@@ -100,16 +102,16 @@ class CellStudies:
         for cid, st in self.studies.items():
             done = 0
             for t in st.get_trials(deepcopy=False):
-                if t.state in (TrialState.RUNNING, TrialState.WAITING) and t.number is not None:
-                    if t.state == TrialState.RUNNING:
-                        # Left running by an interrupted driver: close it, ask again with the same
-                        # parameters and key so the run directory (and its checkpoint) is reused.
-                        st._storage.set_trial_user_attr(t._trial_id, ATTR_INTERRUPTED, True)
-                        st._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                        st.enqueue_trial(t.params, user_attrs={ATTR_KEY: t.user_attrs.get(ATTR_KEY)})
-                        log.info("cell %s: trial %s was interrupted; it will continue", cid, t.user_attrs.get(ATTR_KEY))
+                if t.state == TrialState.WAITING:
+                    continue  # enqueued by an earlier resume; ask() hands it out first
+                if t.state == TrialState.RUNNING:
+                    # Left running by an interrupted driver: close it, ask again with the same
+                    # parameters and key so the run directory (and its checkpoint) is reused.
+                    st.tell(t.number, state=TrialState.FAIL)
+                    st.enqueue_trial(t.params, user_attrs={ATTR_KEY: t.user_attrs.get(ATTR_KEY)})
+                    log.info("cell %s: trial %s was interrupted; it will continue", cid, t.user_attrs.get(ATTR_KEY))
                     continue
-                if t.state == TrialState.FAIL and t.user_attrs.get(ATTR_INTERRUPTED):
+                if t.state == TrialState.FAIL and ATTR_OUTCOME not in t.user_attrs:
                     continue
                 done += 1
             self.remaining[cid] = max(0, self.study.trials_per_cell - done)
@@ -131,7 +133,7 @@ class CellStudies:
         trial.set_user_attr(ATTR_KEY, key)
         self.remaining[cid] -= 1
         self.live[ray_trial_id] = LiveTrial(cell=cell, trial=trial, key=key)
-        return self.make_job(cell, key, dict(trial.params))
+        return self.make_job(cell, key, dict(trial.params)).to_dict()
 
     def report(self, ray_trial_id: str, epoch: int, value: float) -> bool:
         """Feed one epoch's validation error to the cell's pruner; True means prune."""
@@ -153,25 +155,29 @@ class CellStudies:
         st = self.studies[lt.cell.id]
         result = result or {}
         if lt.pruned_at is not None:
-            st.tell(lt.trial, state=TrialState.PRUNED)
-            outcome = "pruned"
+            outcome, state, value = "pruned", TrialState.PRUNED, None
         elif error or result.get("mlptl_status") == "failed":
-            st.tell(lt.trial, state=TrialState.FAIL)
-            outcome = "failed"
+            outcome, state, value = "failed", TrialState.FAIL, None
         else:
-            value = result.get("best_" + M.VAL_FORCES_MAE, lt.best)
-            st.tell(lt.trial, value if value == value else float("inf"))
-            outcome = "finished"
+            v = result.get(M.BEST_VAL_FORCES_MAE, lt.best)
+            outcome, state, value = "finished", TrialState.COMPLETE, (v if v == v else float("inf"))
+        lt.trial.set_user_attr(ATTR_OUTCOME, outcome)
+        st.tell(lt.trial, value, state=state)
         self.counts[outcome] += 1
         return lt, outcome
 
     # ------------------------------------------------------------ results
-    def best_params(self) -> dict[str, dict[str, Any] | None]:
-        out: dict[str, dict[str, Any] | None] = {}
+    def best_trials(self) -> dict[str, tuple[dict[str, Any], str] | None]:
+        """Per cell, the parameters and trial key of the finished trial with the lowest validation error."""
+        out: dict[str, tuple[dict[str, Any], str] | None] = {}
         for cid, st in self.studies.items():
-            done = [t for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-            out[cid] = min(done, key=lambda t: t.value).params if done else None
+            done = st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            best = min(done, key=lambda t: t.value) if done else None
+            out[cid] = (dict(best.params), best.user_attrs[ATTR_KEY]) if best else None
         return out
+
+    def best_params(self) -> dict[str, dict[str, Any] | None]:
+        return {cid: (b[0] if b else None) for cid, b in self.best_trials().items()}
 
     def best_values(self) -> dict[str, float | None]:
         out = {}

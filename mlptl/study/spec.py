@@ -30,9 +30,12 @@ __all__ = [
     "Cell",
     "INITS",
     "PRUNERS",
+    "DEFAULT_STORAGE",
 ]
 
 INITS = ("scratch", "transfer")
+#: Where a study keeps its stores unless it or the command line says otherwise.
+DEFAULT_STORAGE = "mlptl-store"
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "patient", "wilcoxon", "threshold")
 SAMPLERS = ("tpe", "random", "qmc")
 
@@ -155,8 +158,27 @@ class Cell:
         return f"{self.init}-n{self.train_size}"
 
 
+SELECTIONS = ("val", "val_stable")
+
+
 @dataclass(frozen=True)
 class Study:
+    """A comparison of scratch and transfer training for one target element.
+
+    Replicates: ``seeds[r]`` is replicate r. Each replicate draws its own nested training subset (subset r
+    of size n is a prefix of subset r at every larger size) from the frames left after the study's test
+    and validation sets, which are fixed for the whole study so that every trial and replicate is scored
+    on the same frames; the weight seed varies with r too. Scratch and transfer replicate r share subset
+    r, so they pair. ``fixed_subset`` gives every replicate subset 0 (an ablation: weight noise only).
+
+    ``selection``: which validation criterion picks each cell's model to register: ``val`` (lowest best
+    validation force MAE) or ``val_stable`` (the same among the MD-stable replicates, if any is).
+    Test data is reported, never used to choose.
+
+    ``target_reference``: the reference potential of the target element used by the evaluation
+    (reference RDF, properties); default: the one that generated the target data, none for files.
+    """
+
     name: str
     source_element: str
     target_element: str
@@ -179,13 +201,26 @@ class Study:
     train_groups: tuple[str, ...] | None = None
     test_groups: tuple[str, ...] | None = None
     split_seed: int = 0
-    storage: str = "mlptl-store"
+    fixed_subset: bool = False
+    selection: str = "val"
+    target_reference: str | None = None
+    storage: str = DEFAULT_STORAGE
     tracking_uri: str | None = None
     description: str = ""
 
     # ------------------------------------------------------------ derived
     def cells(self) -> list[Cell]:
         return [Cell(init, n) for init in self.inits for n in self.train_sizes]
+
+    def subset_seed(self, replicate: int) -> int:
+        """The training-subset draw of replicate r (r = 0 is the split seed's own order)."""
+        return self.split_seed if self.fixed_subset else self.split_seed + 1000 * replicate
+
+    def reference_for_target(self) -> str | None:
+        if self.target_reference is not None:
+            return self.target_reference
+        gen = self.target_data.generate
+        return gen.reference if gen is not None else None
 
     def search_for(self, init: str) -> SearchSpace:
         """The search space of one init: one shared space, or a dict keyed by init."""
@@ -244,6 +279,17 @@ class Study:
                     raise _err("search.lr_schedule", f"unknown schedule {sched!r}")
             if not space.batch_size or any(b < 1 for b in space.batch_size):
                 raise _err("search.batch_size", f"need positive batch sizes, got {space.batch_size}")
+        if self.selection not in SELECTIONS:
+            raise _err("selection", f"{self.selection!r} is not one of {SELECTIONS}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise _err("seeds", f"replicate seeds must differ, got {self.seeds}")
+        if self.target_reference is not None:
+            from mlptl.data.references import get_reference
+
+            try:
+                get_reference(self.target_element, self.target_reference)
+            except InputError as e:
+                raise _err("target_reference", str(e)) from None
         if self.sampler not in SAMPLERS:
             raise _err("sampler", f"{self.sampler!r} is not one of {SAMPLERS}")
         if self.pruner.kind not in PRUNERS:

@@ -1,7 +1,7 @@
-"""The Ray Tune trainable: one trial of a study, from a plain job dict to MLflow records.
+"""The Ray Tune trainable: one trial of a study, from a :class:`~mlptl.study.job.TrialJob` to MLflow records.
 
-A :class:`TrialJob` is everything a worker needs (paths, hyperparameters, where to log), so the function
-runs the same on the driver's machine or on any node of a cluster. It wraps :func:`mlptl.train.train`
+A job is everything a worker needs (paths, hyperparameters, where to log), so the function runs the same
+on the driver's machine or on any node of a cluster. It wraps :func:`mlptl.train.train`
 (which knows nothing of Ray or MLflow), reports each epoch to Ray Tune (whose scheduler may stop it) and
 to MLflow, checkpoints through Ray so that a trial lost with its node continues elsewhere, and records
 failures (NaN loss, unreadable input) as failed trials with their reason instead of failing the study.
@@ -12,74 +12,16 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlptl import metrics as M
 from mlptl import tracking as T
+from mlptl.study.job import TrialJob
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrialJob", "run_trial", "EXPECTED_FAILURES"]
-
-
-@dataclass(frozen=True)
-class TrialJob:
-    study: str
-    trial_key: str
-    cell: str
-    phase: str  # "search" | "final"
-    element: str
-    init: str
-    train_size: int
-    params: dict[str, Any]
-    seed: int
-    run_dir: str
-    data: str
-    test_data: str | None
-    pretrained: str | None
-    max_epochs: int
-    val_size: int
-    test_size: int
-    split_seed: int
-    model: Any
-    train_groups: tuple[str, ...] | None
-    test_groups: tuple[str, ...] | None
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str
-    cpus: float = 1.0
-    evaluation: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def train_spec(self):
-        from mlptl.train import TrainSpec
-
-        p = self.params
-        return TrainSpec(
-            element=self.element,
-            data=self.data,
-            out=self.run_dir,
-            init=self.init,
-            pretrained=self.pretrained if self.init == "transfer" else None,
-            freeze_depth=int(p.get("freeze_depth", 0)) if self.init == "transfer" else 0,
-            lr=float(p["lr"]),
-            lr_schedule=p.get("lr_schedule", "plateau"),
-            batch_size=int(p.get("batch_size", 4)),
-            max_epochs=self.max_epochs,
-            train_size=self.train_size,
-            val_size=self.val_size,
-            test_size=self.test_size,
-            test_data=self.test_data,
-            train_groups=tuple(self.train_groups) if self.train_groups else None,
-            test_groups=tuple(self.test_groups) if self.test_groups else None,
-            seed=self.seed,
-            split_seed=self.split_seed,
-            model=self.model,
-        )
+__all__ = ["run_trial", "EXPECTED_FAILURES"]
 
 
 def _expected_failures():
@@ -117,9 +59,20 @@ def _tag_attempt(c, run_id: str) -> None:
 
     node = f"{ray.util.get_node_ip_address()}/{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
     tags = c.get_run(run_id).data.tags
-    c.set_tag(run_id, "mlptl.attempts", str(int(tags.get("mlptl.attempts", "0")) + 1))
-    c.set_tag(run_id, "mlptl.node", node)
-    c.set_tag(run_id, "mlptl.nodes", ",".join(filter(None, [tags.get("mlptl.nodes"), node])))
+    c.set_tag(run_id, T.TAG_ATTEMPTS, str(int(tags.get(T.TAG_ATTEMPTS, "0")) + 1))
+    c.set_tag(run_id, T.TAG_NODE, node)
+    c.set_tag(run_id, T.TAG_NODES, ",".join(filter(None, [tags.get(T.TAG_NODES), node])))
+
+
+def _reuse_search_trial(job: TrialJob, run_dir: Path) -> bool:
+    """A final replicate identical to a finished search trial (same config, subset, seed) takes its
+    training: the run directory is copied, and training resumes at its last epoch, i.e. does nothing."""
+    src = Path(job.reuse_run_dir) if job.reuse_run_dir else None
+    if src is None or not (src / "checkpoints" / "last.ckpt").is_file() or (run_dir / "checkpoints").exists():
+        return False
+    shutil.copytree(src, run_dir, dirs_exist_ok=True)
+    log.info("trial %s repeats search trial %s: reusing its training", job.trial_key, src.name)
+    return True
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -131,7 +84,7 @@ def run_trial(config: dict[str, Any]) -> None:
 
     from mlptl.train import train
 
-    job = TrialJob(**config["job"])
+    job = TrialJob.from_dict(config["job"])
     torch.set_num_threads(max(1, int(job.cpus)))
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -142,30 +95,19 @@ def run_trial(config: dict[str, Any]) -> None:
         T.TAG_TRIAL_KEY: job.trial_key,
         T.TAG_CELL: job.cell,
         T.TAG_PHASE: job.phase,
+        T.TAG_INIT: job.init,
+        T.TAG_SOURCE: job.source_element,
+        T.TAG_TRAIN_SIZE: str(job.train_size),
+        T.TAG_REPLICATE: str(job.replicate),
         T.TAG_PARENT: job.parent_run_id,
         T.TAG_STATUS: "running",
     }
     run_id, reused = T.find_or_create_run(c, job.experiment_id, name=job.trial_key, tags=tags)
     c.set_tag(run_id, T.TAG_STATUS, "running")
     _tag_attempt(c, run_id)
-    T.log_params(
-        c,
-        run_id,
-        {
-            "cell": job.cell,
-            "init": job.init,
-            "train_size": job.train_size,
-            "seed": job.seed,
-            "phase": job.phase,
-            "max_epochs": job.max_epochs,
-            "model": job.model if isinstance(job.model, str) else "custom",
-            "lr": job.params["lr"],
-            "freeze_depth": job.params.get("freeze_depth", 0) if job.init == "transfer" else 0,
-            "lr_schedule": job.params.get("lr_schedule", "plateau"),
-            "batch_size": job.params.get("batch_size", 4),
-            "element": job.element,
-        },
-    )
+    T.log_params(c, run_id, job.mlflow_params())
+    if _reuse_search_trial(job, run_dir):
+        c.set_tag(run_id, T.TAG_REUSED_FROM, Path(job.reuse_run_dir).name)
     _restore_ray_checkpoint(run_dir)
 
     def on_epoch(report) -> bool:
@@ -189,7 +131,9 @@ def run_trial(config: dict[str, Any]) -> None:
         if job.phase == "final" and job.evaluation:
             from mlptl.evaluate.full import evaluate_model
 
-            metrics.update(evaluate_model(result.model_path, job.element, job.evaluation, run_dir / "evaluation"))
+            metrics.update(
+                evaluate_model(result.model_path, job.element, job.evaluation, run_dir / "evaluation")
+            )
     except _expected_failures() as e:
         reason = f"{type(e).__name__}: {e}"
         log.warning("trial %s failed: %s", job.trial_key, reason)
@@ -208,7 +152,7 @@ def run_trial(config: dict[str, Any]) -> None:
             c.log_artifact(run_id, str(run_dir / name))
     if (run_dir / "evaluation").is_dir():
         c.log_artifacts(run_id, str(run_dir / "evaluation"), "evaluation")
-    c.set_tag(run_id, "mlptl.epochs_run", str(result.epochs_run))
+    c.set_tag(run_id, T.TAG_EPOCHS_RUN, str(result.epochs_run))
     T.set_status(c, run_id, "finished")
     final = {**result.history[-1], **{k: v for k, v in metrics.items() if isinstance(v, int | float)}}
     tune.report({**final, "final": 1, "mlptl_status": "finished", M.EPOCH: result.epochs_run, "trial_key": job.trial_key})

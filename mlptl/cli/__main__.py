@@ -1,0 +1,5 @@
+import sys
+
+from mlptl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,109 @@
+"""`mlptl data ...`: generate, inspect data sets."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from mlptl.cli._common import print_json
+
+log = logging.getLogger("mlptl")
+
+def _generate_cmd(args: argparse.Namespace) -> int:
+    import dataclasses
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from mlptl.data.generate import GenerationSpec, generate, parse_temperatures, preset
+
+    overrides = {
+        "reference": args.reference,
+        "temperatures": None if args.temperatures is None else parse_temperatures(args.temperatures),
+        "frames_per_temperature": args.frames,
+        "supercell": args.supercell,
+        "timestep_fs": args.timestep,
+        "equilibration_steps": args.equilibration,
+        "interval_steps": args.interval,
+        "friction": args.friction,
+        "seed": args.seed,
+        "strain": args.strain,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.preset:
+        spec = preset(args.preset, args.element)
+        spec = dataclasses.replace(spec, **overrides) if overrides else spec
+    else:
+        spec = GenerationSpec(element=args.element, **overrides)
+    path = generate(spec, args.cache_dir, progress=not args.no_progress)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        path = out
+    print(path)
+    return 0
+
+
+def _info_cmd(args: argparse.Namespace) -> int:
+    from mlptl.data.readers import data_hash, read_frames, summarize
+
+    summary = {"file": str(args.file), **summarize(read_frames(args.file))}
+    summary["sha256"] = data_hash(args.file)
+    if args.json:
+        print_json(summary)
+        return 0
+    width = max(len(k) for k in summary)
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) or "-"
+        elif isinstance(value, float):
+            value = f"{value:.6g}"
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    # Handlers import lazily: `mlptl --help` should not pay for importing ase and matscipy.
+    data = sub.add_parser("data", help="generate, inspect and split data sets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+
+    g = data_sub.add_parser(
+        "generate",
+        help="MD-sampled frames labelled by a reference potential (cached by spec hash)",
+        description="Sample frames from Langevin NVT MD of the reference crystal, one trajectory per "
+        "temperature. Flags given with --preset override single fields of the preset.",
+    )
+    g.add_argument("--element", required=True, help="chemical symbol with a registered reference, e.g. Ge")
+    g.add_argument("--reference", default=None, help="reference potential name (default: sw)")
+    g.add_argument("--preset", default=None, help="start from a named spec: tiny, paper")
+    g.add_argument("--temperatures", default=None, help="comma-separated temperatures in K, e.g. 300,900")
+    g.add_argument("--frames", type=int, default=None, help="frames per temperature")
+    g.add_argument("--supercell", type=int, default=None, help="repeats of the cubic cell (2 = 64 atoms)")
+    g.add_argument("--timestep", type=float, default=None, help="MD time step in fs")
+    g.add_argument("--equilibration", type=int, default=None, help="MD steps before the first frame")
+    g.add_argument("--interval", type=int, default=None, help="MD steps between frames")
+    g.add_argument("--friction", type=float, default=None, help="Langevin friction in 1/fs")
+    g.add_argument("--strain", type=float, default=None, help="isotropic strain of the lattice constant")
+    g.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    g.add_argument("--cache-dir", default=None, help="cache directory (default: $MLPTL_CACHE or ~/.cache/mlptl/data)")
+    g.add_argument("--out", default=None, help="copy the data set here (extxyz); prints the path")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.set_defaults(func=_generate_cmd)
+
+    i = data_sub.add_parser("info", help="summarise a data file (extxyz, mlearn JSON, ...)")
+    i.add_argument("file", help="data file")
+    i.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    i.set_defaults(func=_info_cmd)
+

@@ -1,0 +1,132 @@
+"""`mlptl run | report | studies | ui`: studies and their stores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from mlptl.cli._common import add_store_arguments, print_json, tracking_uri
+
+log = logging.getLogger("mlptl")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from mlptl.cli.run import run, summary
+    from mlptl.study.load import apply_overrides, load_study
+
+    study = apply_overrides(load_study(args.study_file), args)
+    summary(run(study, resume=args.resume))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mlptl.report import build_report
+
+    out = Path(args.out) if args.out else Path(args.storage) / "reports" / args.study
+    path = build_report(tracking_uri(args), args.study, out)
+    print(path / "report.md")
+    return 0
+
+
+def study_rows(uri: str) -> list[dict]:
+    """One row per study in a store: its state, its trials by status, and what a resume would do."""
+    from mlptl import tracking as T
+
+    c = T.client(uri)
+    rows = []
+    for exp in c.search_experiments():
+        parents = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_ROLE}` = 'study'", max_results=1)
+        if not parents:
+            continue
+        parent = parents[0]
+        trials = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_ROLE}` = 'trial'", max_results=100000)
+        states: dict[str, int] = {}
+        for r in trials:
+            st = r.data.tags.get(T.TAG_STATUS, "?")
+            states[st] = states.get(st, 0) + 1
+        row = {"study": exp.name, "state": parent.data.tags.get(T.TAG_STATUS, "?"), "trials": states}
+        if row["state"] in ("interrupted", "running"):
+            row["remaining"] = _remaining(parent, trials)
+            row["resume"] = parent.data.tags.get(T.TAG_RESUME)
+        rows.append(row)
+    return rows
+
+
+def _remaining(parent, trials) -> dict[str, int]:
+    """Search trials and final replicates a resume still has to run, from the study's own definition."""
+    from mlptl import tracking as T
+
+    try:
+        spec = json.loads(parent.data.params.get("trials_per_cell", "0"))
+        cells = len(json.loads(parent.data.params["inits"])) * len(json.loads(parent.data.params["train_sizes"]))
+        replicates = len(json.loads(parent.data.params["seeds"]))
+    except (KeyError, ValueError, TypeError):
+        return {}
+    done = {"search": 0, "final": 0}
+    for r in trials:
+        if r.data.tags.get(T.TAG_STATUS) in ("finished", "pruned", "failed"):
+            phase = r.data.tags.get(T.TAG_PHASE, "search")
+            done[phase] = done.get(phase, 0) + 1
+    return {
+        "search_trials": max(0, int(spec) * cells - done["search"]),
+        "final_replicates": max(0, replicates * cells - done["final"]),
+    }
+
+
+def _cmd_studies(args: argparse.Namespace) -> int:
+    rows = study_rows(tracking_uri(args))
+    if args.json:
+        print_json(rows)
+        return 0
+    for r in rows:
+        line = f"{r['study']:<30} {r['state']:<12} " + ", ".join(f"{k} {v}" for k, v in sorted(r["trials"].items()))
+        if r.get("remaining"):
+            line += " | to do: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in r["remaining"].items())
+        print(line)
+        if r.get("resume"):
+            print(f"{'':<30} resume: {r['resume']}")
+    if not rows:
+        print("no studies in this store")
+    return 0
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    uri = tracking_uri(args)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    log.info("MLflow UI on http://%s:%s over %s", args.host, args.port, uri)
+    # The UI needs no background job runner (it would add seven processes to every `mlptl ui`).
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    return subprocess.call(cmd, env=env)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    from mlptl.study.load import add_override_arguments
+
+    p = sub.add_parser("run", help="run a study defined in a Python file (studies/*.py)")
+    p.add_argument("study_file")
+    add_override_arguments(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("report", help="rebuild a study's report from the tracking store")
+    p.add_argument("study", help="the study name")
+    p.add_argument("--out", help="output directory (default: STORAGE/reports/STUDY)")
+    add_store_arguments(p)
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("studies", help="the studies in a store, their state and what a resume would do")
+    p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    add_store_arguments(p)
+    p.set_defaults(func=_cmd_studies)
+
+    p = sub.add_parser("ui", help="the MLflow UI over a study store (binds 127.0.0.1 unless told otherwise)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    add_store_arguments(p)
+    p.set_defaults(func=_cmd_ui)

@@ -1,0 +1,57 @@
+"""SIGINT and SIGTERM mean stop: the first raises :class:`~mlptl.errors.Interrupted` in the driver, so the
+runner can record the study as interrupted and exit 130/143; a second one ends the process at once.
+
+Why not Python's default KeyboardInterrupt: Ray Tune catches the first SIGINT to save its own state and
+then returns from ``fit()`` as if the search had ended, and SIGTERM (a scheduler's time limit) would kill
+the driver without any bookkeeping. The stores stay consistent either way: Optuna and MLflow write in
+sqlite transactions, and resume reconciles trials left running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from mlptl.errors import Interrupted
+
+log = logging.getLogger(__name__)
+
+__all__ = ["stop_on_signals", "interrupted"]
+
+_state: dict[str, int | None] = {"signum": None}
+
+
+def interrupted() -> int | None:
+    """The signal that interrupted this driver, if any (trial bookkeeping must not call that a failure)."""
+    return _state["signum"]
+
+
+def _handler(signum: int, frame) -> None:
+    if _state["signum"] is not None:
+        # Second signal: the user does not want to wait for the bookkeeping.
+        os.write(2, b"mlptl: second interrupt, stopping now; finish with --resume\n")
+        os._exit(128 + signum)
+    _state["signum"] = signum
+    log.warning("%s received: stopping the study (a second one stops at once)", signal.Signals(signum).name)
+    raise Interrupted(signum)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Install the handlers for the duration of a study (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    _state["signum"] = None
+    for s in old:
+        signal.signal(s, _handler)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

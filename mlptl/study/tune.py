@@ -1,0 +1,108 @@
+"""Ray for a study: connecting, Ray Tune runs with the study's resources, tasks that keep mlptl's errors.
+
+Everything Ray-specific the runner needs is here, so that the runner reads as the list of its phases.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from mlptl.errors import InputError
+from mlptl.study.spec import Study
+
+log = logging.getLogger(__name__)
+
+__all__ = ["init_ray", "make_tuner", "progress_callback", "run_task", "get"]
+
+
+def init_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    # mlptl handles SIGINT itself (stop, save the bookkeeping, exit 130); Ray Tune's own handler would
+    # swallow the first Ctrl-C and return from fit() as if the search had ended.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    # Workers must import mlptl and find the same files; locally they share this machine's Python.
+    ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    log.info("Ray resources: %s", ray.cluster_resources())
+
+
+def run_task(func, *args, num_cpus: float = 1.0, num_gpus: float = 0.0):
+    """Start ``func`` as a Ray task; :func:`get` its result."""
+    import ray
+
+    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(func).remote(*args)
+
+
+def get(ref) -> Any:
+    """``ray.get``, except that bad input inside the task stays one :class:`InputError` for the user."""
+    import ray
+    from ray.exceptions import RayTaskError
+
+    try:
+        return ray.get(ref)
+    except RayTaskError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, InputError):
+            raise InputError(str(cause)) from None
+        raise
+
+
+def progress_callback(cells, started: float):
+    from ray.tune import Callback
+
+    class Progress(Callback):
+        """One log line per finished trial: counts, and the best validation error per cell so far."""
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._line(trials)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._line(trials)
+
+        def _line(self, trials):
+            running = sum(1 for t in trials if t.status == "RUNNING")
+            best = {k: (f"{v:.3f}" if v is not None else "-") for k, v in cells.best_values().items()}
+            c = cells.counts
+            log.info(
+                "[%5.0f s] running %d, finished %d, pruned %d, failed %d | best val force MAE per cell: %s",
+                time.time() - started,
+                running,
+                c["finished"],
+                c["pruned"],
+                c["failed"],
+                ", ".join(f"{k} {v}" for k, v in best.items()),
+            )
+
+    return Progress()
+
+
+def make_tuner(study: Study, storage: Path, name: str, param_space, tune_config, callbacks):
+    # Every trial checkpoints each epoch and keeps one: Ray then snapshots its state often and says so
+    # at every epoch; the snapshot is cheap on local storage, the warning is noise.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    from ray import tune
+
+    from mlptl.study.trial import run_trial
+
+    res = {"cpu": study.resources.cpus_per_trial}
+    if study.resources.gpus_per_trial:
+        res["gpu"] = study.resources.gpus_per_trial
+    return tune.Tuner(
+        tune.with_resources(run_trial, res),
+        param_space=param_space,
+        tune_config=tune_config,
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(storage / "ray"),
+            failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=callbacks,
+            verbose=0,
+        ),
+    )
