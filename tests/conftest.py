@@ -39,7 +39,7 @@ def e2e_study(tmp_path_factory):
     """One real tiny study (Ray Tune, Optuna, nequip, MLflow), shared by the study and browser tests."""
     from _studies import tiny_study
 
-    from mlptl.study.runner import run_study
+    from mlptl.cli.run import run
 
     study = tiny_study(tmp_path_factory.mktemp("e2e"), name="e2e", trials=4, epochs=4, search=E2E_SEARCH)
-    return run_study(study)
+    return run(study)

@@ -1,0 +1,113 @@
+"""Interrupt means stop: SIGINT (Ctrl-C) and SIGTERM (a scheduler's time limit) end a real study with exit
+130/143, nothing registered, no report and the parent run not FINISHED; --resume then finishes it with no
+trial run twice and every cell's replicates present."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _studies import STUDY_SOURCE
+
+from mlptl import tracking as T
+
+pytestmark = pytest.mark.slow
+
+
+def _study_file(tmp_path: Path) -> Path:
+    src = STUDY_SOURCE.format(
+        name="intr", search="SearchSpace(lr=(3e-3, 1e-2), freeze_depth=(0, 1))", trials=2, epochs=6,
+        storage=str(tmp_path / "store"),
+    ).replace("seeds=(0,)", "seeds=(0, 1)").replace("stability_temperatures=(300.0,)", "stability_temperatures=()")
+    f = tmp_path / "intr.py"
+    f.write_text(src + "\nif __name__ == '__main__':\n    from mlptl.cli.run import main\n    raise SystemExit(main(STUDY))\n")
+    return f
+
+
+def _client(store: Path):
+    return T.client(T.default_tracking_uri(store))
+
+
+def _trial_runs(store: Path):
+    c = _client(store)
+    exp = c.get_experiment_by_name("intr")
+    if exp is None:
+        return []
+    return c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_ROLE}` = 'trial'", max_results=1000)
+
+
+def _start(study_file: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
+    log = study_file.parent / f"driver{len(list(study_file.parent.glob('driver*.log')))}.log"
+    fh = open(log, "w")  # noqa: SIM115 (the child owns it)
+    proc = subprocess.Popen([sys.executable, str(study_file), *extra], stdout=fh, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    return proc, log
+
+
+def _wait_for(proc, log: Path, store: Path, ready, what: str, timeout: float = 900) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(1)
+        if proc.poll() is not None:
+            pytest.fail(f"the study ended before {what}:\n" + log.read_text()[-3000:])
+        if not (store / "trials").is_dir():
+            continue  # the driver is still creating the stores; do not race its schema migration
+        if ready(_trial_runs(store)):
+            return
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _assert_stopped(store: Path, proc, log: Path, code: int) -> None:
+    assert proc.wait(timeout=300) == code, log.read_text()[-3000:]
+    out = log.read_text()
+    assert "--resume" in out.strip().splitlines()[-1], out[-2000:]
+    c = _client(store)
+    exp = c.get_experiment_by_name("intr")
+    parent = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_ROLE}` = 'study'")[0]
+    assert parent.info.status != "FINISHED" and parent.data.tags[T.TAG_STATUS] == "interrupted"
+    assert c.search_registered_models() == [], "an interrupted study must register nothing"
+    assert not (store / "reports").exists(), "an interrupted study must write no report"
+    assert not [r for r in _trial_runs(store) if r.info.status == "RUNNING"], "no run may be left RUNNING"
+
+
+def _status(runs, phase: str, status: str) -> int:
+    return sum(1 for r in runs if r.data.tags.get(T.TAG_PHASE) == phase and r.data.tags.get(T.TAG_STATUS) == status)
+
+
+def test_sigint_in_search_and_sigterm_in_final_then_resume(tmp_path):
+    f = _study_file(tmp_path)
+    store = tmp_path / "store"
+
+    # Ctrl-C in a terminal: SIGINT to the whole process group, while search trials run.
+    proc, log = _start(f)
+    _wait_for(proc, log, store, lambda rs: _status(rs, "search", "finished") >= 1 and _status(rs, "search", "running") >= 1,
+              "a search trial finished")
+    os.killpg(proc.pid, signal.SIGINT)
+    _assert_stopped(store, proc, log, 130)
+
+    # A scheduler's time limit: SIGTERM to the driver, while the final phase runs.
+    proc, log = _start(f, "--resume")
+    _wait_for(proc, log, store, lambda rs: _status(rs, "final", "running") >= 1, "the final phase started")
+    os.kill(proc.pid, signal.SIGTERM)
+    _assert_stopped(store, proc, log, 143)
+    before = {r.info.run_id: r.info.end_time for r in _trial_runs(store) if r.data.tags[T.TAG_STATUS] == "finished"}
+
+    proc, log = _start(f, "--resume")
+    assert proc.wait(timeout=1200) == 0, log.read_text()[-3000:]
+    runs = _trial_runs(store)
+    keys = [r.data.tags[T.TAG_TRIAL_KEY] for r in runs]
+    assert len(keys) == len(set(keys)), "a resumed study must not duplicate MLflow runs"
+    assert _status(runs, "search", "finished") + _status(runs, "search", "pruned") == 8
+    assert _status(runs, "final", "finished") == 4 * 2, "every cell's two replicates"
+    for r in runs:  # finished trials were not re-run
+        if r.info.run_id in before:
+            assert r.info.end_time == before[r.info.run_id]
+    c = _client(store)
+    assert len(c.search_registered_models()) == 4
+    assert (store / "reports" / "intr" / "report.md").is_file()

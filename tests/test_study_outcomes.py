@@ -1,0 +1,116 @@
+"""What a study's user sees at its edges: replicates that are new draws of the data, a custom
+architecture end to end, and failures that exit non-zero with one line (real Ray, Optuna, nequip, MLflow)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlptl import tracking as T
+
+SOURCE = """
+from mlptl.data.generate import preset
+from mlptl.model.spec import ModelSpec
+from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
+from mlptl.cli.run import main
+
+STUDY = Study(
+    name={name!r},
+    source_element="Si",
+    target_element="Ge",
+    pretraining=Pretraining(
+        data=DataSource(generate=preset("tiny", "Si", frames_per_temperature=10)),
+        model={model}, max_epochs=2, lr=5e-3, val_size=4, test_size=4, {pretrain_extra}
+    ),
+    target_data=DataSource(generate=preset("tiny", "Ge", frames_per_temperature=12)),
+    inits={inits},
+    train_sizes=(4,),
+    search={search},
+    trials_per_cell=1,
+    seeds=(0, 1),
+    max_epochs=2,
+    pruner=PrunerSpec(kind="none"),
+    evaluation=EvaluationSpec(stability_temperatures=(), properties=False),
+    resources=Resources(cpus_per_trial=1, max_failures=0),
+    val_size=4,
+    test_size=6,
+    storage={storage!r},
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main(STUDY))
+"""
+
+CUSTOM = "ModelSpec(num_layers=1, num_scalar_features=8, num_tensor_features=4, radial_chemical_embed_dim=4)"
+
+
+def _write(tmp_path: Path, name: str, *, model: str = '"tiny"', inits=("scratch", "transfer"),
+           search: str = "SearchSpace(lr=(3e-3, 1e-2), freeze_depth=(0,))", pretrain_extra: str = "") -> Path:
+    f = tmp_path / f"{name}.py"
+    f.write_text(SOURCE.format(name=name, model=model, inits=inits, search=search, pretrain_extra=pretrain_extra,
+                               storage=str(tmp_path / "store")))
+    return f
+
+
+def _run(study_file: Path, timeout: float = 1200) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(study_file)], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_custom_architecture_and_replicates_that_redraw_the_data(tmp_path):
+    """A study with model=ModelSpec(...) runs end to end; replicate r draws training subset r, shared by
+    scratch and transfer (so they pair), while validation and test frames stay fixed for the study."""
+    proc = _run(_write(tmp_path, "custom", model=CUSTOM))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    trials = tmp_path / "store" / "trials"
+
+    def frames(cell: str, r: int, split: str) -> str:
+        return (trials / cell / f"{cell}-final-r{r}" / "data" / f"{split}.extxyz").read_text()
+
+    for cell in ("scratch-n4", "transfer-n4"):
+        assert frames(cell, 0, "train") != frames(cell, 1, "train"), "replicates must draw different subsets"
+        assert frames(cell, 0, "val") == frames(cell, 1, "val")
+        assert frames(cell, 0, "test") == frames(cell, 1, "test")
+    for r in (0, 1):
+        assert frames("scratch-n4", r, "train") == frames("transfer-n4", r, "train"), "pairs share their subset"
+    c = T.client(T.default_tracking_uri(tmp_path / "store"))
+    exp = c.get_experiment_by_name("custom")
+    final = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_PHASE}` = 'final'")
+    assert len(final) == 4 and {r.data.tags[T.TAG_STATUS] for r in final} == {"finished"}
+    assert {r.data.params["model"] for r in final} == {"custom"}
+    registered = [r for r in final if T.TAG_SELECTED_BY in r.data.tags]
+    assert len(registered) == 2 and all("val" in r.data.tags[T.TAG_SELECTED_BY] for r in registered)
+    parent = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_ROLE}` = 'study'")[0]
+    assert parent.info.status == "FINISHED" and parent.data.tags[T.TAG_STATUS] == "finished"
+
+
+@pytest.mark.slow
+def test_a_study_in_which_no_trial_finishes_fails(tmp_path):
+    """lr 1e4 makes every trial diverge: the study exits 1 with one line, writes no report, and its
+    parent run is FAILED with the reason."""
+    f = _write(tmp_path, "doomed", inits=("scratch",), search="SearchSpace(lr=(1e4, 1e5))")
+    proc = _run(f)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("mlptl: study failed: no search trial") and "finished" in last
+    assert not (tmp_path / "store" / "reports").exists()
+    c = T.client(T.default_tracking_uri(tmp_path / "store"))
+    parent = c.search_runs([c.get_experiment_by_name("doomed").experiment_id],
+                           filter_string=f"tags.`{T.TAG_ROLE}` = 'study'")[0]
+    assert parent.info.status == "FAILED" and parent.data.tags[T.TAG_STATUS] == "failed"
+
+
+def test_bad_input_found_inside_a_ray_task_is_one_line(tmp_path):
+    """More pretraining frames than the source data has is found only when the data exists (inside the
+    pretraining Ray task): the user still gets mlptl's one line and exit code 2, no Ray traceback."""
+    f = _write(tmp_path, "toomany", inits=("transfer",), pretrain_extra="train_size=10_000,")
+    proc = _run(f, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    err = proc.stderr.strip().splitlines()
+    assert err[-1].startswith("mlptl: error:") and "10000" in err[-1]
+    assert "Traceback" not in proc.stderr and "RayTaskError" not in proc.stderr
+
+
