@@ -17,12 +17,12 @@ from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
 
 from mlptl.data.references import SW_GE_DING_ANDERSEN, get_reference, stillinger_weber
+from mlptl.errors import InputError
+from mlptl.evaluate.adf import adf, adf_distance
 from mlptl.evaluate.plots import plot_adf, plot_properties, plot_rdf, plot_time_to_failure
 from mlptl.evaluate.properties import (
     SCALAR_PROPERTIES,
     PropertyConfig,
-    adf,
-    adf_distance,
     compare_properties,
     compute_properties,
 )
@@ -42,17 +42,17 @@ def within(name: str, value: float, target: float) -> bool:
 
 @pytest.fixture(scope="module")
 def si_props():
-    return compute_properties(get_reference("Si").calculator(), "Si", config=STATIC)
+    return compute_properties(get_reference("Si", "sw").calculator(), "Si", reference="sw", config=STATIC)
 
 
 @pytest.fixture(scope="module")
 def ge_props():
-    return compute_properties(get_reference("Ge").calculator(), "Ge", config=SMALL_MD)
+    return compute_properties(get_reference("Ge", "sw").calculator(), "Ge", reference="sw", config=SMALL_MD)
 
 
 @pytest.mark.parametrize("name", ["a0", "ecoh", "C11", "C12", "C44"])
 def test_sw_si_matches_literature(si_props, name):
-    target = get_reference("Si").literature[name]
+    target = get_reference("Si", "sw").literature[name]
     assert within(name, si_props[name], target), (name, si_props[name], target)
 
 
@@ -62,12 +62,15 @@ def test_sw_si_internal_consistency(si_props):
     assert si_props["B"] == pytest.approx(b_elastic, rel=0.01)
     # Internal relaxation halves SW Si's C44: a clamped-ion C44 must not be what is reported.
     assert si_props["C44_unrelaxed"] > 1.5 * si_props["C44"]
-    assert si_props["ecoh"] == pytest.approx(si_props["e0_eos"], abs=1e-4)
+    assert si_props["e_per_atom"] == pytest.approx(si_props["e0_eos"], abs=1e-4)
+    # SW's isolated atom is its zero: the cohesive energy is the energy per atom
+    assert si_props["e_atom"] == 0.0 and si_props["ecoh"] == si_props["e_per_atom"]
+    assert si_props["notes"] == [] and si_props["lattice"] == "diamond"
     assert si_props["volume"] == pytest.approx(si_props["a0"] ** 3 / 8, rel=1e-9)
 
 
 def test_sw_ge_self_consistent(ge_props):
-    lit = get_reference("Ge").literature
+    lit = get_reference("Ge", "sw").literature
     assert within("a0", ge_props["a0"], lit["a0"])
     assert within("ecoh", ge_props["ecoh"], lit["ecoh"])
     # The reference against itself (same seed, same protocol) is exactly zero everywhere.
@@ -85,7 +88,8 @@ def test_sw_ge_self_consistent(ge_props):
 
 def test_perturbed_potential_is_told_apart(ge_props):
     weak = {**SW_GE_DING_ANDERSEN, "lambda1": 0.8 * SW_GE_DING_ANDERSEN["lambda1"]}
-    props = compute_properties(stillinger_weber(weak), "Ge", reference=ge_props, config=SMALL_MD)
+    props = compute_properties(stillinger_weber(weak), "Ge", reference="sw", reference_properties=ge_props,
+                               config=SMALL_MD)
     cmp = compare_properties(props, ge_props)
     # A weaker three-body term softens shear most; the lattice constant barely moves.
     assert cmp["C44"]["rel_error"] > 0.05
@@ -95,8 +99,10 @@ def test_perturbed_potential_is_told_apart(ge_props):
 
 
 def test_compare_with_literature_only_shared_keys(si_props):
-    cmp = compare_properties(si_props, get_reference("Si").literature)
-    assert set(cmp) == {"a0", "ecoh", "C11", "C12", "C44"}
+    lit = get_reference("Si", "sw").literature
+    cmp = compare_properties(si_props, lit)
+    assert set(cmp) == {k for k in lit if k in SCALAR_PROPERTIES}
+    assert {"a0", "ecoh", "C11", "C12", "C44"} <= set(cmp)
     assert cmp["a0"]["rel_error"] < 1e-3
 
 
@@ -117,10 +123,28 @@ class EnergyForcesOnly(Calculator):
 
 
 def test_calculator_without_stress():
-    props = compute_properties(EnergyForcesOnly(get_reference("Si").calculator()), "Si", config=STATIC)
+    props = compute_properties(EnergyForcesOnly(get_reference("Si", "sw").calculator()), "Si", reference="sw",
+                               config=STATIC)
     assert props["C11"] is None and props["C44"] is None
     assert props["a0"] == pytest.approx(5.431, rel=1e-3)
-    assert "C11" not in compare_properties(props, get_reference("Si").literature)
+    assert "C11" not in compare_properties(props, get_reference("Si", "sw").literature)
+
+
+def test_without_a_reference():
+    """No reference (DFT data): the crystal is given, no cohesive energy without an isolated-atom energy,
+    no structure distances, and the notes say so."""
+    calc = get_reference("Si", "sw").calculator()
+    with pytest.raises(InputError, match="no reference potential named for Si"):
+        compute_properties(calc, "Si", reference=None, config=STATIC)
+    crystal = bulk("Si", "diamond", 5.40, cubic=True)
+    props = compute_properties(calc, "Si", reference=None, initial=crystal, config=SMALL_MD)
+    assert props["a0"] == pytest.approx(5.431, rel=1e-3)  # relaxed from the given 5.40
+    assert props["ecoh"] is None and props["e_per_atom"] == pytest.approx(-4.3366, abs=1e-3)
+    assert props["C11"] == pytest.approx(151.4, rel=0.02)  # a cube: cubic elastic constants
+    assert props["rdf_distance"] is None and props["rdf"] is not None
+    assert any("no ecoh" in n for n in props["notes"]) and any("RDF/ADF" in n for n in props["notes"])
+    given = compute_properties(calc, "Si", reference=None, initial=crystal, atom_energy=0.0, config=STATIC)
+    assert given["ecoh"] == pytest.approx(-4.3366, abs=1e-3)
 
 
 def test_adf_perfect_diamond_and_distance_bounds():
@@ -166,8 +190,6 @@ def test_cli_properties(tmp_path, capsys):
 
 
 def test_config_validation():
-    from mlptl.errors import InputError
-
     with pytest.raises(InputError):
         PropertyConfig(eos_points=3)
     with pytest.raises(InputError):

@@ -23,16 +23,9 @@ from matscipy.calculators.manybody.explicit_forms.stillinger_weber import Stilli
 
 from mlptl.data.references import get_reference, stillinger_weber
 from mlptl.errors import InputError
-from mlptl.evaluate import stability as st
-from mlptl.evaluate.stability import (
-    RunResult,
-    StabilityConfig,
-    StabilityResult,
-    rdf,
-    rdf_from_frames,
-    reference_rdf,
-    run_stability,
-)
+from mlptl.evaluate.rdf import rdf
+from mlptl.evaluate.reference_rdf import clear_memory_cache, reference_rdf
+from mlptl.evaluate.stability import RunResult, StabilityConfig, StabilityResult, run_stability
 
 # Short protocol for fast tests; thresholds stay at their defaults.
 FAST = StabilityConfig(
@@ -76,7 +69,7 @@ class Wrapped(Calculator):
 
 
 def sw_si():
-    return get_reference("Si").calculator()
+    return get_reference("Si", "sw").calculator()
 
 
 def sw_si_without_three_body():
@@ -90,29 +83,36 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def si_reference_rdf(cache):
-    return reference_rdf("Si", FAST.temperatures, FAST, cache_dir=cache)
+    return reference_rdf("Si", FAST.temperatures, FAST, reference="sw", cache_dir=cache)
 
 
 # ------------------------------------------------------------------ the references are stable
 def test_sw_si_stable_by_every_criterion(si_reference_rdf, cache):
-    res = run_stability(sw_si, "Si", FAST, reference_rdf=si_reference_rdf, progress=False, cache_dir=cache)
+    res = run_stability(sw_si, "Si", FAST, reference="sw", reference_rdf=si_reference_rdf, progress=False,
+                        cache_dir=cache)
     assert [r.criterion for r in res.runs] == [None, None], res.table()
     for s in res.by_temperature().values():
         assert s["stable_fraction"] == 1.0
         assert s["median_time_to_failure_ps"] == pytest.approx(FAST.duration_ps)
     for run in res.runs:  # margins, not just a pass: the run came nowhere near a threshold
         ex = run.extremes
-        assert ex["max_rdf_deviation"] is not None and ex["max_rdf_deviation"] < 0.6 * FAST.rdf_threshold
+        assert ex["max_rdf_deviation"] is not None and ex["max_rdf_deviation"] < 0.6 * res.thresholds["rdf_threshold"]
         assert ex["max_force"] < 0.6 * FAST.max_force
         assert ex["min_distance"] > 1.15 * res.thresholds["min_distance"]
         assert ex["max_temperature_ratio"] < 0.85 * FAST.max_temperature_factor
 
 
 def test_sw_ge_stable_by_every_criterion(cache):
-    res = run_stability(get_reference("Ge").calculator, "Ge", FAST, progress=False, cache_dir=cache)
+    res = run_stability(get_reference("Ge", "sw").calculator, "Ge", FAST, reference="sw", progress=False,
+                        cache_dir=cache)
     assert res.stable_fraction == 1.0, res.table()
     assert all(r.extremes["max_rdf_deviation"] is not None for r in res.runs)  # the RDF was checked
-    assert res.thresholds["min_distance"] == pytest.approx(0.7 * 5.654 * math.sqrt(3) / 4, rel=1e-3)
+    nn = 5.654 * math.sqrt(3) / 4
+    assert res.thresholds["min_distance"] == pytest.approx(0.7 * nn, rel=1e-3)
+    # lengths follow the crystal: Ge's RDF range and threshold are Si's calibrated 5.0 A and 1.0 A, scaled
+    assert res.thresholds["rdf_rmax"] == pytest.approx(5.0 * nn / (5.431 * math.sqrt(3) / 4), rel=2e-3)
+    assert res.thresholds["rdf_threshold"] == pytest.approx(1.0 * nn / (5.431 * math.sqrt(3) / 4), rel=2e-3)
+    assert res.thresholds["n_atoms"] == 64 and res.reference == "sw" and res.notes == ()
 
 
 @pytest.mark.slow
@@ -121,15 +121,16 @@ def test_sw_ge_stable_by_every_criterion(cache):
 def test_sw_stable_default_protocol(element, cache):
     """Default protocol (thermostat, windows, thresholds), 2 replicas of 2 ps at 300/900/1500 K."""
     config = replace(StabilityConfig(), replicas=2, steps=2000, reference_steps=2000)
-    res = run_stability(get_reference(element).calculator, element, config, progress=False, cache_dir=cache)
+    res = run_stability(get_reference(element, "sw").calculator, element, config, reference="sw", progress=False,
+                        cache_dir=cache)
     assert res.stable_fraction == 1.0, res.table()
-    assert max(r.extremes["max_rdf_deviation"] for r in res.runs) < 0.5 * config.rdf_threshold
+    assert max(r.extremes["max_rdf_deviation"] for r in res.runs) < 0.5 * res.thresholds["rdf_threshold"]
 
 
 # ------------------------------------------------------------------ each criterion can trip
 def test_non_finite_trips_and_records_time():
     config = replace(TINY, check_every=5)
-    res = run_stability(lambda: Wrapped(sw_si(), nan_after=13), "Si", config, progress=False)
+    res = run_stability(lambda: Wrapped(sw_si(), nan_after=13), "Si", config, reference="sw", progress=False)
     (run,) = res.runs
     assert run.criterion == "non_finite"
     # call 1 is the pre-run check of the crystal, call k + 1 is MD step k: NaN from step 13 on, caught
@@ -141,7 +142,7 @@ def test_non_finite_trips_and_records_time():
 def test_force_trips_on_scaled_forces():
     # x1000 makes the dynamics far too stiff for a 1 fs step: forces explode within steps.
     config = replace(TINY, criteria=("force",))
-    res = run_stability(lambda: Wrapped(sw_si(), force_scale=1000.0), "Si", config, progress=False)
+    res = run_stability(lambda: Wrapped(sw_si(), force_scale=1000.0), "Si", config, reference="sw", progress=False)
     (run,) = res.runs
     assert run.criterion == "force"
     assert 0 < run.time_to_failure_ps < config.duration_ps
@@ -151,7 +152,7 @@ def test_force_trips_on_scaled_forces():
 def test_temperature_trips_when_the_crystal_collapses():
     # Without the three-body term the diamond structure is unstable; its collapse heats the cell.
     config = replace(TINY, criteria=("temperature",), max_temperature_factor=3.0, steps=400, friction=0.01)
-    res = run_stability(sw_si_without_three_body, "Si", config, progress=False)
+    res = run_stability(sw_si_without_three_body, "Si", config, reference="sw", progress=False)
     (run,) = res.runs
     assert run.criterion == "temperature", run
     assert run.extremes["max_temperature_ratio"] > 3.0
@@ -163,7 +164,7 @@ def test_min_distance_trips_on_short_bonds():
         return MorsePotential(epsilon=1.0, r0=1.2, rho0=2.0, rcut1=3.0, rcut2=3.5)
 
     config = replace(TINY, criteria=("min_distance",), steps=400)
-    res = run_stability(morse, "Si", config, progress=False)
+    res = run_stability(morse, "Si", config, reference="sw", progress=False)
     (run,) = res.runs
     assert run.criterion == "min_distance", run
     assert run.extremes["min_distance"] < res.thresholds["min_distance"]
@@ -172,7 +173,7 @@ def test_min_distance_trips_on_short_bonds():
 def test_rdf_trips_when_the_crystal_collapses(si_reference_rdf, cache):
     # Twice the default threshold: the collapse must be unmistakable, not a noisy short window.
     config = replace(FAST, temperatures=(1500.0,), criteria=("rdf",), steps=250, rdf_threshold=2.0)
-    res = run_stability(sw_si_without_three_body, "Si", config, reference_rdf=si_reference_rdf,
+    res = run_stability(sw_si_without_three_body, "Si", config, reference="sw", reference_rdf=si_reference_rdf,
                         progress=False, cache_dir=cache)
     (run,) = res.runs
     assert run.criterion == "rdf", run
@@ -186,7 +187,7 @@ def test_rdf_trips_against_another_elements_reference(si_reference_rdf):
     r, g = si_reference_rdf[300.0]
     shifted = {300.0: (np.asarray(r) * 1.05, g)}
     config = replace(FAST, temperatures=(300.0,), criteria=("rdf",))
-    res = run_stability(sw_si, "Si", config, reference_rdf=shifted, progress=False)
+    res = run_stability(sw_si, "Si", config, reference="sw", reference_rdf=shifted, progress=False)
     (run,) = res.runs
     assert run.criterion == "rdf"
     first_verdict = config.rdf_equilibration + config.rdf_window - config.check_every * config.timestep_fs / 1000
@@ -194,11 +195,11 @@ def test_rdf_trips_against_another_elements_reference(si_reference_rdf):
 
 
 def test_calculator_error_mid_run_is_a_failure_but_a_broken_setup_raises():
-    res = run_stability(lambda: Wrapped(sw_si(), raise_after=20), "Si", TINY, progress=False)
+    res = run_stability(lambda: Wrapped(sw_si(), raise_after=20), "Si", TINY, reference="sw", progress=False)
     assert res.runs[0].criterion == "error"
     assert "model blew up" in res.runs[0].detail
     with pytest.raises(RuntimeError, match="model blew up"):
-        run_stability(lambda: Wrapped(sw_si(), raise_after=0), "Si", TINY, progress=False)
+        run_stability(lambda: Wrapped(sw_si(), raise_after=0), "Si", TINY, reference="sw", progress=False)
 
 
 # ------------------------------------------------------------------ results, RDFs, config
@@ -231,19 +232,21 @@ def test_rdf_matches_ase():
     g_ase, r_ase = get_rdf(atoms, 5.0, 50)
     np.testing.assert_allclose(r, r_ase)
     np.testing.assert_allclose(g, g_ase, atol=1e-10)
-    r2, g2 = rdf_from_frames([atoms, atoms], 5.0, 50)
+    r2, g2 = rdf([atoms, atoms], 5.0, 50)
     np.testing.assert_allclose(g2, g)
+    with pytest.raises(InputError, match="no frames"):
+        rdf([], 5.0, 50)
 
 
 def test_reference_rdf_is_cached_on_disk(tmp_path):
     config = replace(TINY, temperatures=(300.0,), reference_steps=20, rdf_equilibration=0.01)
-    first = reference_rdf("Si", [300.0], config, cache_dir=tmp_path)
+    first = reference_rdf("Si", [300.0], config, reference="sw", cache_dir=tmp_path)
     files = list(tmp_path.glob("rdf-Si-sw-300K-*.json"))
     assert len(files) == 1
-    st._RDF_MEMORY.clear()
-    again = reference_rdf("Si", [300.0], config, cache_dir=tmp_path)
+    clear_memory_cache()
+    again = reference_rdf("Si", [300.0], config, reference="sw", cache_dir=tmp_path)
     np.testing.assert_array_equal(first[300.0][1], again[300.0][1])
-    other = reference_rdf("Si", [300.0], replace(config, seed=1), cache_dir=tmp_path)
+    other = reference_rdf("Si", [300.0], replace(config, seed=1), reference="sw", cache_dir=tmp_path)
     assert len(list(tmp_path.glob("rdf-Si-sw-300K-*.json"))) == 2
     assert not np.array_equal(other[300.0][1], first[300.0][1])
 
@@ -254,11 +257,16 @@ def test_reference_rdf_from_frames_by_temperature():
         atoms = bulk("Si", "diamond", a, cubic=True) * (2, 2, 2)
         atoms.info["temperature"] = t
         frames.append(atoms)
-    out = reference_rdf("Si", [300.0, 900.0], TINY, frames=frames)
+    out = reference_rdf("Si", [300.0, 900.0], TINY, reference=None, frames=frames)
     assert set(out) == {300.0, 900.0}
     assert not np.allclose(out[300.0][1], out[900.0][1])
+    # without a crystal the range comes from the frames' own nearest-neighbour distance: 2.125 x 2.352 A
+    (r, _), = reference_rdf("Si", [300.0], TINY, reference=None, frames=frames[:1]).values()
+    assert r[-1] == pytest.approx(2.125 * 5.431 * math.sqrt(3) / 4 * (1 - 0.5 / TINY.rdf_nbins))
     with pytest.raises(InputError, match="no frames at 1500 K"):
-        reference_rdf("Si", [1500.0], TINY, frames=frames)
+        reference_rdf("Si", [1500.0], TINY, reference=None, frames=frames)
+    with pytest.raises(InputError, match="no reference potential named"):
+        reference_rdf("Si", [300.0], TINY, reference=None)
 
 
 def test_bad_input():
@@ -269,12 +277,45 @@ def test_bad_input():
     with pytest.raises(InputError):
         StabilityConfig(temperatures=())
     with pytest.raises(InputError, match="Xx"):
-        run_stability(sw_si, "Xx", TINY, progress=False)
+        run_stability(sw_si, "Xx", TINY, reference="sw", progress=False)
+    with pytest.raises(InputError, match="no reference potential named for Si"):
+        run_stability(sw_si, "Si", TINY, reference=None, progress=False)
+    with pytest.raises(TypeError):  # the reference is never assumed
+        run_stability(sw_si, "Si", TINY, progress=False)
+
+
+def test_without_a_reference_the_rdf_criterion_is_off_and_said_so():
+    """DFT-like case: no reference potential, a given crystal; the RDF criterion cannot run and the result says so."""
+    crystal = bulk("Si", "diamond", 5.431, cubic=True)
+    config = replace(FAST, temperatures=(300.0,), steps=60)
+    res = run_stability(sw_si, "Si", config, reference=None, initial=crystal, progress=False)
+    assert res.runs[0].stable and res.reference is None
+    assert res.thresholds["rdf_threshold"] is None and res.thresholds["n_atoms"] == 64
+    assert any("rdf criterion off" in n for n in res.notes)
+    assert res.runs[0].extremes["max_rdf_deviation"] is None
+    assert res.to_dict()["notes"] == list(res.notes)
+
+
+def test_without_a_reference_an_rdf_from_frames_is_the_reference():
+    """The frames' RDF (here: a 5 %-expanded crystal) is what the run is compared with, and it trips."""
+    crystal = bulk("Si", "diamond", 5.431, cubic=True)
+    frames = [bulk("Si", "diamond", 5.431 * 1.05, cubic=True) * (2, 2, 2)]
+    frames[0].info["temperature"] = 300.0
+    config = replace(FAST, temperatures=(300.0,), criteria=("rdf",))
+    g_ref = reference_rdf("Si", config.temperatures, config, reference=None, frames=frames, initial=crystal)
+    res = run_stability(sw_si, "Si", config, reference=None, initial=crystal, reference_rdf=g_ref, progress=False)
+    assert res.runs[0].criterion == "rdf", res.table()
+    assert res.notes == ()
+    # a temperature the frames do not cover: off there, and noted
+    res = run_stability(sw_si, "Si", replace(config, temperatures=(900.0,), steps=20), reference=None,
+                        initial=crystal, reference_rdf=g_ref, progress=False)
+    assert res.runs[0].stable and any("900 K" in n for n in res.notes)
 
 
 def test_nose_hoover_runs():
     res = run_stability(sw_si, "Si", replace(TINY, thermostat="nose-hoover", steps=40,
-                                             criteria=("temperature", "force", "min_distance")), progress=False)
+                                             criteria=("temperature", "force", "min_distance")),
+                        reference="sw", progress=False)
     assert res.runs[0].stable
 
 

@@ -1,24 +1,36 @@
 """The full evaluation of a trained model, as a study's final phase runs it: stability and properties.
 
 Returns flat metrics for MLflow (``stability_stable_fraction.T900``, ``prop_C11`` ...) and writes the
-JSON details and plots into a directory that the trial logs as artifacts.
+JSON details and plots into a directory that the trial logs as artifacts. The reference potential is
+the study's for the target element, passed by name; without one (DFT data) stability needs the crystal
+to start from and runs without the RDF criterion, and properties are not compared with a reference.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from ase import Atoms
+
+from mlptl.data.references import get_reference
+from mlptl.evaluate.plots import plot_stability
+from mlptl.evaluate.properties import PropertyConfig, compare_properties, compute_properties
+from mlptl.evaluate.stability import run_stability
+from mlptl.evaluate.stability_config import StabilityConfig
+from mlptl.fsutil import atomic_write_text
+from mlptl.model.calculator import load_calculator
 
 log = logging.getLogger(__name__)
 
 __all__ = ["evaluate_model", "stability_config"]
 
 
-def stability_config(evaluation: dict[str, Any]):
-    from mlptl.evaluate.stability import StabilityConfig
-
+def stability_config(evaluation: Mapping[str, Any]) -> StabilityConfig:
+    """The stability protocol of a study's evaluation settings (``asdict(EvaluationSpec)``)."""
     return StabilityConfig(
         temperatures=tuple(float(t) for t in evaluation.get("stability_temperatures", (300.0,))),
         replicas=int(evaluation.get("stability_replicas", 1)),
@@ -32,15 +44,35 @@ def _t(t: float) -> str:
     return f"T{int(round(t))}"
 
 
-def evaluate_model(model_path: str | Path, element: str, evaluation: dict[str, Any], out_dir: str | Path) -> dict[str, float]:
-    from mlptl.evaluate.plots import plot_stability
-    from mlptl.evaluate.stability import run_stability
-    from mlptl.model.calculator import load_calculator
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, default=str))
 
+
+def evaluate_model(
+    model_path: str | Path,
+    element: str,
+    evaluation: Mapping[str, Any],
+    out_dir: str | Path,
+    *,
+    reference: str | None,
+    initial: Atoms | None = None,
+) -> dict[str, float]:
+    """Stability and properties of the packaged model at ``model_path`` for ``element``.
+
+    ``reference`` names ``element``'s reference potential (the starting crystal, the reference RDF, the
+    properties compared with); None means there is none, and then ``initial`` (a conventional cell)
+    must be given for anything to run. What was skipped and why goes to ``out_dir/evaluation.json``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, float] = {}
+    notes: list[str] = []
     cache = evaluation.get("cache_dir")
+    if reference is None and initial is None:
+        notes.append(f"no reference potential for {element} and no crystal given: stability and properties skipped")
+        log.warning("%s", notes[-1])
+        _write_json(out / "evaluation.json", {"element": element, "reference": None, "notes": notes})
+        return metrics
     if evaluation.get("stability_temperatures"):
         cfg = stability_config(evaluation)
         calc = load_calculator(model_path, element)  # loaded once (seconds), reset for each MD run
@@ -49,29 +81,32 @@ def evaluate_model(model_path: str | Path, element: str, evaluation: dict[str, A
             calc.reset()
             return calc
 
-        res = run_stability(factory, element, cfg, progress=False, cache_dir=cache)
+        res = run_stability(factory, element, cfg, reference=reference, initial=initial, progress=False,
+                            cache_dir=cache)
         for t, s in res.by_temperature().items():
             metrics[f"stability_stable_fraction.{_t(t)}"] = float(s["stable_fraction"])
             metrics[f"stability_median_ttf_ps.{_t(t)}"] = float(s["median_time_to_failure_ps"])
         metrics["stability_stable_fraction"] = float(res.stable_fraction)
-        (out / "stability.json").write_text(json.dumps(res.to_dict(), indent=1, default=str))
+        notes.extend(res.notes)
+        _write_json(out / "stability.json", res.to_dict())
         try:
             plot_stability(res, out)
         except Exception:  # a plot must never fail an evaluation
             log.exception("stability plots failed")
     if evaluation.get("properties"):
-        from mlptl.data.references import known_references
-        from mlptl.evaluate.properties import PropertyConfig, compare_properties, compute_properties
-
         cfg = PropertyConfig(md_steps=int(evaluation.get("property_md_steps", 0)))
-        props = compute_properties(load_calculator(model_path, element), element, config=cfg, compare_structure=False)
+        props = compute_properties(load_calculator(model_path, element), element, reference=reference,
+                                   initial=initial, config=cfg, compare_structure=False)
         for k, v in props.items():
-            if isinstance(v, int | float) and v is not None:
+            if isinstance(v, int | float) and not isinstance(v, bool):
                 metrics[f"prop_{k}"] = float(v)
-        if (element, "sw") in known_references():
-            ref = compute_properties(load_calculator("sw", element), element, config=cfg, compare_structure=False)
+        if reference is not None:
+            ref = compute_properties(get_reference(element, reference).calculator(), element, reference=reference,
+                                     initial=initial, config=cfg, compare_structure=False)
             for k, d in compare_properties(props, ref).items():
                 if isinstance(d, dict) and d.get("abs_error") is not None:
                     metrics[f"prop_{k}_abs_error"] = float(d["abs_error"])
-        (out / "properties.json").write_text(json.dumps(props, indent=1, default=str))
+        notes.extend(props["notes"])
+        _write_json(out / "properties.json", props)
+    _write_json(out / "evaluation.json", {"element": element, "reference": reference, "notes": notes})
     return metrics

@@ -4,10 +4,16 @@ Energies and forces near the training data are what a potential is fit to; latti
 energy, bulk modulus, elastic constants and the finite-temperature structure (RDF, ADF) are what a user
 of the potential relies on, and they probe curvature and anharmonicity the fit never saw directly.
 
-Static properties use the small cubic cell (8 atoms for diamond) so that a slow calculator (a nequip
-model on CPU) pays for a few dozen calls, not thousands; the RDF/ADF come from a short NVT run of the
-64-atom cell at the *reference* lattice constant, so that a model and its reference are compared at
-the same density and differences reflect the potential, not its equation of state.
+Static properties use the conventional cell (8 atoms for diamond, 4 for fcc, 2 for bcc) so that a slow
+calculator (a nequip model on CPU) pays for a few dozen calls, not thousands; the RDF/ADF come from a
+short NVT run of a 64+ atom cell at the *reference* lattice constant, so that a model and its reference
+are compared at the same density and differences reflect the potential, not its equation of state.
+
+The reference is named by the caller, never assumed. It gives the crystal (lattice and a0), the
+isolated-atom energy that makes the energy per atom a cohesive energy (a model trained on the
+reference's data shares its energy zero; the model's own isolated atom is an extrapolation), and the
+structure the RDF/ADF are compared with. Without one (``reference=None``, e.g. DFT data) the caller gives
+the crystal, and there is no cohesive energy unless the isolated-atom energy is given too.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -25,40 +31,36 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError
 from ase.eos import EquationOfState
 from ase.optimize import BFGS
-from matscipy.neighbours import neighbour_list
 from tqdm.auto import tqdm
 
+from mlptl.data.md import thermalize
 from mlptl.data.references import get_reference
 from mlptl.errors import InputError
-from mlptl.evaluate.stability import (
-    THERMOSTATS,
-    _on_grid,
-    make_dynamics,
-    nearest_neighbour_distance,
-    rdf,
-    rdf_distance,
-    starting_cell,
-    thermalize,
-)
+from mlptl.evaluate.adf import adf, adf_cutoff, adf_distance
+from mlptl.evaluate.md import THERMOSTATS, make_dynamics, md_cell, nearest_neighbour_distance, starting_cell
+from mlptl.evaluate.rdf import on_grid, rdf, rdf_distance
 
 __all__ = [
     "PropertyConfig",
     "SCALAR_PROPERTIES",
+    "CUBIC_LATTICES",
     "compute_properties",
     "compare_properties",
     "equation_of_state",
     "elastic_constants",
+    "isolated_atom_energy",
     "sample_structure",
-    "adf",
-    "adf_distance",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Scalar properties in the output of :func:`compute_properties`; the names match the ``literature``
 #: keys of :class:`mlptl.data.references.Reference`, so a literature dict compares directly.
-#: Units: a0 Angstrom, ecoh eV/atom, B and C_ij GPa, volume Angstrom^3/atom.
-SCALAR_PROPERTIES: tuple[str, ...] = ("a0", "ecoh", "B", "C11", "C12", "C44", "C44_unrelaxed", "volume")
+#: Units: a0 Angstrom, ecoh and e_per_atom eV/atom, B and C_ij GPa, volume Angstrom^3/atom.
+SCALAR_PROPERTIES: tuple[str, ...] = ("a0", "ecoh", "e_per_atom", "B", "C11", "C12", "C44", "C44_unrelaxed",
+                                      "volume")
+#: Lattices whose conventional cell is a cube: the cubic elastic constants apply.
+CUBIC_LATTICES: tuple[str, ...] = ("sc", "fcc", "bcc", "diamond")
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,11 @@ class PropertyConfig:
     ``eos_strain``: lattice-constant range (+/- fraction) of the E-V scan; ``elastic_delta``: matscipy's
     strain increment (strains run from -2 to +2 increments for 5 steps); ``relax_fmax`` (eV/A) and
     ``relax_steps``: fixed-cell relaxation of atomic positions in strained cells; the MD settings
-    (steps, fs, 1/fs) set the RDF/ADF sampling; ``adf_cutoff_factor`` x nearest-neighbour distance is
-    the bond cutoff of the ADF. ``md_steps=0`` skips RDF/ADF.
+    (steps, fs, 1/fs) set the RDF/ADF sampling, in the conventional cell repeated ``md_supercell`` times
+    (None: the fewest times that give ``md_min_atoms``). Lengths follow the crystal's nearest-neighbour
+    distance nn: ``rdf_rmax`` None is ``rdf_rmax_factor`` x nn; ``adf_cutoff_factor`` x nn is the ADF's
+    bond cutoff (None: the first shell's bonds, see :func:`mlptl.evaluate.adf.adf_cutoff`).
+    ``md_steps=0`` skips RDF/ADF.
     """
 
     eos_strain: float = 0.02
@@ -80,30 +85,34 @@ class PropertyConfig:
     relax_fmax: float = 1e-4
     relax_steps: int = 200
     temperature: float = 900.0
-    md_supercell: int = 2
+    md_supercell: int | None = None
+    md_min_atoms: int = 64
     md_steps: int = 2000
     md_equilibration_steps: int = 500
     sample_every: int = 10
     timestep_fs: float = 1.0
     thermostat: str = "langevin"
     friction: float = 0.01
-    rdf_rmax: float = 5.0
+    rdf_rmax: float | None = None
+    rdf_rmax_factor: float = 2.125
     rdf_nbins: int = 100
-    adf_cutoff_factor: float = 1.2
+    adf_cutoff_factor: float | None = None
     adf_nbins: int = 90
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("eos_points", "elastic_steps", "relax_steps", "md_supercell", "sample_every", "rdf_nbins",
-                     "adf_nbins"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("eos_points", "elastic_steps", "relax_steps", "md_supercell", "md_min_atoms", "sample_every",
+                     "rdf_nbins", "adf_nbins"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise InputError(f"{name} must be at least 1, got {value}")
         if self.eos_points < 5:
             raise InputError(f"eos_points must be at least 5 for a 3-parameter EOS fit, got {self.eos_points}")
         for name in ("eos_strain", "elastic_delta", "relax_fmax", "temperature", "timestep_fs", "friction",
-                     "rdf_rmax", "adf_cutoff_factor"):
-            if not (float(getattr(self, name)) > 0):
-                raise InputError(f"{name} must be positive, got {getattr(self, name)}")
+                     "rdf_rmax", "rdf_rmax_factor", "adf_cutoff_factor"):
+            value = getattr(self, name)
+            if value is not None and not (float(value) > 0):
+                raise InputError(f"{name} must be positive, got {value}")
         if self.md_steps < 0 or self.md_equilibration_steps < 0:
             raise InputError("md_steps and md_equilibration_steps must be >= 0")
         if self.thermostat not in THERMOSTATS:
@@ -125,13 +134,14 @@ def _relax_positions(atoms: Atoms, fmax: float, steps: int) -> bool:
 
 
 def equation_of_state(atoms: Atoms, config: PropertyConfig = PropertyConfig()) -> dict[str, float]:
-    """Lattice constant, energy per atom and bulk modulus from an E-V fit of a conventional cubic cell.
+    """Lattice constant, energy per atom and bulk modulus from an E-V fit of a conventional cell.
 
     Two passes: the first scan is centred on the starting lattice constant, the second on the first
     fit's minimum, so a model whose lattice constant is several percent off is still fit around its own
-    minimum (a fit extrapolated to the edge of the scan is unreliable). Atomic positions scale with the
-    cell; the energy at the fitted lattice constant is then evaluated after relaxing positions, and that
-    energy per atom is the cohesive energy (the reference potentials' zero is the isolated atom).
+    minimum (a fit extrapolated to the edge of the scan is unreliable). The cell scales isotropically
+    (an hcp cell keeps its c/a) and atomic positions with it; the energy at the fitted lattice constant
+    is then evaluated after relaxing positions (``e_per_atom``). ``a0`` is the length of the first cell
+    vector (the cubic edge, or hcp's a).
     """
     return _equation_of_state(atoms, config)[0]
 
@@ -160,7 +170,7 @@ def _equation_of_state(atoms: Atoms, config: PropertyConfig) -> tuple[dict[str, 
     n = len(relaxed)
     props = {
         "a0": float(np.linalg.norm(relaxed.cell[0])),
-        "ecoh": float(relaxed.get_potential_energy() / n),
+        "e_per_atom": float(relaxed.get_potential_energy() / n),
         "e0_eos": float(e0 / n),
         "B": float(b / units.GPa),
         "volume": float(relaxed.get_volume() / n),
@@ -215,56 +225,38 @@ def elastic_constants(atoms: Atoms, config: PropertyConfig = PropertyConfig()) -
     return out
 
 
+def isolated_atom_energy(calculator: Calculator, element: str) -> float:
+    """Energy of one atom alone in a large open box: the zero a cohesive energy is measured from."""
+    atoms = Atoms(element, positions=[[10.0, 10.0, 10.0]], cell=[20.0, 20.0, 20.0], pbc=False)
+    atoms.calc = calculator
+    return float(atoms.get_potential_energy())
+
+
+@lru_cache(maxsize=64)
+def _reference_atom_energy(element: str, reference: str) -> float:
+    return isolated_atom_energy(get_reference(element, reference).calculator(), element)
+
+
+def _is_cube(atoms: Atoms) -> bool:
+    lengths, angles = atoms.cell.lengths(), atoms.cell.angles()
+    return bool(np.allclose(lengths, lengths[0], rtol=1e-6) and np.allclose(angles, 90.0, atol=1e-6))
+
+
 # ------------------------------------------------------------------ structure at temperature
-def adf(
-    images: Atoms | Iterable[Atoms], cutoff: float, nbins: int = 90
-) -> tuple[np.ndarray, np.ndarray]:
-    """Bond-angle distribution ``(theta_deg, p)``, p a density per degree (integrates to 1).
-
-    Angles j-i-k between all pairs of neighbours j, k of each atom i within ``cutoff``. Hand-written on
-    matscipy's neighbour list because ASE's ``Analysis.get_angles`` defines bonds by covalent radii, not
-    by a cutoff we can tie to the crystal's neighbour shell.
-    """
-    if isinstance(images, Atoms):
-        images = [images]
-    edges = np.linspace(0.0, 180.0, nbins + 1)
-    counts = np.zeros(nbins)
-    for atoms in images:
-        i, dvec = neighbour_list("iD", atoms, cutoff)
-        order = np.argsort(i, kind="stable")
-        i, dvec = i[order], dvec[order]
-        u = dvec / np.linalg.norm(dvec, axis=1)[:, None]
-        bounds = np.searchsorted(i, np.arange(len(atoms) + 1))
-        for s, e in zip(bounds[:-1], bounds[1:]):
-            if e - s < 2:
-                continue
-            c = u[s:e] @ u[s:e].T
-            iu = np.triu_indices(e - s, 1)
-            ang = np.degrees(np.arccos(np.clip(c[iu], -1.0, 1.0)))
-            counts += np.histogram(ang, bins=edges)[0]
-    theta = 0.5 * (edges[1:] + edges[:-1])
-    total = counts.sum()
-    p = counts / (total * (edges[1] - edges[0])) if total > 0 else counts
-    return theta, p
-
-
-def adf_distance(theta: np.ndarray, p: np.ndarray, p_ref: np.ndarray) -> float:
-    """Integral of ``|p - p_ref|`` over angle: 0 for identical, 2 for disjoint distributions."""
-    dtheta = float(theta[1] - theta[0]) if len(theta) > 1 else 1.0
-    return float(np.nansum(np.abs(np.asarray(p) - np.asarray(p_ref))) * dtheta)
-
-
 def sample_structure(
-    calculator_factory: Callable[[], Calculator], element: str, config: PropertyConfig = PropertyConfig(),
+    calculator_factory: Callable[[], Calculator], crystal: Atoms, config: PropertyConfig = PropertyConfig(),
     progress: bool = False,
 ) -> dict[str, Any]:
-    """RDF and ADF from NVT MD of the reference crystal at ``config.temperature``.
+    """RDF and ADF from NVT MD of ``crystal`` (a conventional cell, repeated per ``config``) at
+    ``config.temperature``.
 
-    The ADF cutoff is tied to the *reference* crystal's nearest-neighbour distance, so model and
-    reference ADFs count the same shell.
+    The RDF range and the ADF cutoff are tied to the perfect crystal's neighbour shells, so a model and
+    its reference started from the same crystal count the same shells on the same grid.
     """
-    atoms = starting_cell(element, config.md_supercell)
-    cutoff = config.adf_cutoff_factor * nearest_neighbour_distance(atoms)
+    atoms = md_cell(crystal, config.md_supercell, config.md_min_atoms)
+    nn = nearest_neighbour_distance(atoms)
+    cutoff = adf_cutoff(atoms, config.adf_cutoff_factor)
+    rmax = config.rdf_rmax if config.rdf_rmax is not None else config.rdf_rmax_factor * nn
     atoms.calc = calculator_factory()
     rng = np.random.default_rng([config.seed, int(round(config.temperature * 1000))])
     thermalize(atoms, config.temperature, rng)
@@ -273,7 +265,8 @@ def sample_structure(
     frames: list[Atoms] = []
     n = config.md_equilibration_steps + config.md_steps
     ok = True
-    with tqdm(total=n, disable=not progress, desc=f"structure {element} {config.temperature:g} K",
+    label = atoms.get_chemical_formula(mode="reduce")
+    with tqdm(total=n, disable=not progress, desc=f"structure {label} {config.temperature:g} K",
               unit="step") as pbar:
         for _ in dyn.irun(n):
             step = dyn.nsteps
@@ -287,7 +280,7 @@ def sample_structure(
             pbar.update(1)
     if not frames:
         return {"temperature": config.temperature, "rdf": None, "adf": None, "md_ok": ok}
-    r, g = rdf(frames, config.rdf_rmax, config.rdf_nbins)
+    r, g = rdf(frames, rmax, config.rdf_nbins)
     theta, p = adf(frames, cutoff, config.adf_nbins)
     return {
         "temperature": config.temperature,
@@ -295,6 +288,7 @@ def sample_structure(
         "adf": {"theta": theta.tolist(), "p": p.tolist(), "cutoff": cutoff},
         "md_ok": ok,
         "n_frames": len(frames),
+        "n_atoms_md": len(atoms),
     }
 
 
@@ -302,18 +296,18 @@ def sample_structure(
 def _reference_structure(element: str, reference: str, config: PropertyConfig) -> dict[str, Any]:
     ref = get_reference(element, reference)
     log.info("reference structure for %s (%s) at %g K", element, reference, config.temperature)
-    return sample_structure(ref.calculator, element, config)
+    return sample_structure(ref.calculator, ref.crystal(1), config)
 
 
 def _structure_distances(model: Mapping[str, Any], ref: Mapping[str, Any]) -> dict[str, float | None]:
     out: dict[str, float | None] = {"rdf_distance": None, "adf_distance": None}
     if model.get("rdf") and ref.get("rdf"):
         r = np.asarray(model["rdf"]["r"])
-        out["rdf_distance"] = rdf_distance(r, model["rdf"]["g"], _on_grid(r, ref["rdf"]["r"], ref["rdf"]["g"]))
+        out["rdf_distance"] = rdf_distance(r, model["rdf"]["g"], on_grid(r, ref["rdf"]["r"], ref["rdf"]["g"]))
     if model.get("adf") and ref.get("adf"):
         th = np.asarray(model["adf"]["theta"])
         out["adf_distance"] = adf_distance(th, model["adf"]["p"],
-                                           _on_grid(th, ref["adf"]["theta"], ref["adf"]["p"]))
+                                           on_grid(th, ref["adf"]["theta"], ref["adf"]["p"]))
     return out
 
 
@@ -322,39 +316,73 @@ def compute_properties(
     calculator: Calculator,
     element: str,
     *,
-    reference: Mapping[str, Any] | None = None,
+    reference: str | None,
     config: PropertyConfig = PropertyConfig(),
-    reference_name: str = "sw",
+    reference_properties: Mapping[str, Any] | None = None,
+    initial: Atoms | None = None,
+    atom_energy: float | None = None,
     compare_structure: bool = True,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """All properties of ``calculator`` for ``element``'s reference crystal, as a JSON-able dict.
+    """All properties of ``calculator`` for ``element``'s crystal, as a JSON-able dict.
 
-    ``reference``: properties of the reference (an earlier output of this function) to measure the
-    RDF/ADF against; None samples the registered reference potential's structure with the same
-    protocol (cached in memory for the process). With the same seed, the reference measured against
-    itself gives exactly zero distances. ``compare_structure=False`` skips the distances (and the
-    reference MD they may need), e.g. when ``calculator`` is the reference.
+    ``reference`` names the reference potential of ``element``: its crystal is the starting cell (unless
+    ``initial``, a conventional cell, is given), its isolated-atom energy (unless ``atom_energy``) turns
+    ``e_per_atom`` into ``ecoh``, and its structure is what the RDF/ADF are measured against. None: no
+    reference; ``initial`` is then required, and ``ecoh`` needs ``atom_energy``. Elastic constants are
+    the cubic ones, computed for cubic lattices only (a note says why they are missing otherwise).
+    ``reference_properties``: an earlier output of this function for the reference, to measure the
+    RDF/ADF against; None samples the reference's structure with the same protocol (cached in memory).
+    With the same seed, the reference measured against itself gives exactly zero distances.
+    ``compare_structure=False`` skips the distances (and the reference MD they may need), e.g. when
+    ``calculator`` is the reference. What could not be computed is listed, with the reason, in ``notes``.
     """
     t0 = time.perf_counter()
-    cell = starting_cell(element, 1)
+    lattice = get_reference(element, reference).lattice if reference is not None else None
+    crystal = starting_cell(element, reference, initial=initial)
+    cell = crystal.copy()
     cell.calc = calculator
-    props: dict[str, Any] = {"element": element, "n_atoms_static": len(cell)}
+    notes: list[str] = []
+    props: dict[str, Any] = {"element": element, "reference": reference, "lattice": lattice,
+                             "n_atoms_static": len(cell)}
     eos, relaxed = _equation_of_state(cell, config)
     props.update(eos)
-    props.update(elastic_constants(relaxed, config))
+    # A given crystal is judged by its cell; a reference's by its lattice (a cubic cell alone is not cubic symmetry).
+    cubic = lattice in CUBIC_LATTICES if lattice is not None and initial is None else _is_cube(crystal)
+    if not cubic:
+        lengths = crystal.cell.lengths()
+        notes.append(f"cell not cubic ({lattice or 'given crystal'}): a0 is the first cell vector, the cell "
+                     f"scaled isotropically (axis ratios {lengths[1] / lengths[0]:.4f}, {lengths[2] / lengths[0]:.4f} "
+                     "held, not relaxed), so B is at fixed axis ratios")
+    if atom_energy is None and reference is not None:
+        atom_energy = _reference_atom_energy(element, reference)
+    props["e_atom"] = atom_energy
+    if atom_energy is not None:
+        props["ecoh"] = props["e_per_atom"] - atom_energy
+    else:
+        props["ecoh"] = None
+        notes.append("no ecoh: no reference and no isolated-atom energy, so the energy zero is unknown "
+                     "(e_per_atom is on the data's own zero)")
+    if cubic:
+        props.update(elastic_constants(relaxed, config))
+    else:
+        props.update({"C11": None, "C12": None, "C44": None, "C44_unrelaxed": None})
+        notes.append(f"no elastic constants: only the cubic C11/C12/C44 are implemented, and the "
+                     f"{lattice or 'given'} cell is not cubic")
     if config.md_steps > 0:
-        struct = sample_structure(lambda: calculator, element, config, progress=progress)
-        props.update(struct)
+        props.update(sample_structure(lambda: calculator, crystal, config, progress=progress))
         if not compare_structure:
-            reference = {}
-        elif reference is None:
-            try:
-                reference = _reference_structure(element, reference_name, config)
-            except InputError:
-                log.warning("no registered reference for %s: no RDF/ADF distances", element)
-                reference = {}
-        props.update(_structure_distances(props, reference))
+            reference_properties = {}
+        elif reference_properties is None and reference is None:
+            notes.append("no RDF/ADF distances: no reference potential and no reference properties given")
+            reference_properties = {}
+        elif reference_properties is None and initial is not None:
+            ref = get_reference(element, reference)
+            reference_properties = sample_structure(ref.calculator, initial, config)
+        elif reference_properties is None:
+            reference_properties = _reference_structure(element, reference, config)
+        props.update(_structure_distances(props, reference_properties))
+    props["notes"] = notes
     props["wall_time_s"] = time.perf_counter() - t0
     return props
 
@@ -365,7 +393,7 @@ def compare_properties(model_props: Mapping[str, Any], ref_props: Mapping[str, A
     Each scalar becomes ``{"model", "reference", "error" (model - reference), "abs_error", "rel_error"}``
     (rel_error relative to |reference|, None when the reference is 0). When both carry RDF/ADF curves,
     ``rdf_distance`` (A) and ``adf_distance`` (dimensionless, 0..2) are added. A literature dict such as
-    ``get_reference(el).literature`` works as ``ref_props``.
+    ``get_reference(el, name).literature`` works as ``ref_props``.
     """
     out: dict[str, Any] = {}
     for k in SCALAR_PROPERTIES:
