@@ -135,10 +135,10 @@ def properties_stage(label: str, path: Path | None, config, ref_props: dict[str,
         calc = _factory(label, path)()
         scan = ev_scan(calc, config)
         if path is None:  # the reference itself: no distances to itself (they are 0 by construction)
-            props = compute_properties(calc, ELEMENT, config=config, compare_structure=False)
+            props = compute_properties(calc, ELEMENT, reference=REFERENCE, config=config, compare_structure=False)
             return {"properties": props, "ev_scan": scan}
         try:
-            props = compute_properties(calc, ELEMENT, config=config, reference=ref_props)
+            props = compute_properties(calc, ELEMENT, reference=REFERENCE, config=config, reference_properties=ref_props)
         except RuntimeError as e:
             # No E-V minimum the fit can find (a model trained at one density only): a result, not a
             # crash. Elastic constants then at the SW lattice constant, RDF/ADF as usual.
@@ -155,9 +155,9 @@ def ev_scan(calc, config) -> dict[str, Any]:
     import numpy as np
     from ase import units
 
-    from mlptl.evaluate.stability import starting_cell
+    from mlptl.evaluate.md import starting_cell
 
-    cell = starting_cell(ELEMENT, 1)
+    cell = starting_cell(ELEMENT, REFERENCE)
     cell0 = np.array(cell.cell)
     out: dict[str, list[float]] = {"scale": [], "energy_per_atom": [], "pressure_gpa": []}
     for f in np.linspace(1 - config.eos_strain, 1 + config.eos_strain, config.eos_points):
@@ -172,16 +172,16 @@ def ev_scan(calc, config) -> dict[str, Any]:
 
 def fallback_properties(calc, config, ref_props: dict[str, Any]) -> dict[str, Any]:
     """Properties without an EOS: energy and relaxed-ion elastic constants at the SW lattice constant."""
+    from mlptl.evaluate.md import starting_cell
     from mlptl.evaluate.properties import elastic_constants, sample_structure
-    from mlptl.evaluate.stability import starting_cell
 
-    cell = starting_cell(ELEMENT, 1)
+    cell = starting_cell(ELEMENT, REFERENCE)
     cell.calc = calc
     props: dict[str, Any] = {"element": ELEMENT, "a0": None, "B": None,
                              "ecoh_at_sw_a0": float(cell.get_potential_energy() / len(cell))}
     props.update(elastic_constants(cell, config))
     if config.md_steps > 0:
-        props.update(sample_structure(lambda: calc, ELEMENT, config))
+        props.update(sample_structure(lambda: calc, starting_cell(ELEMENT, REFERENCE), config))
     return props
 
 
@@ -190,7 +190,8 @@ def stability_stage(label: str, path: Path | None, config, rdf_cache: Path,
     from mlptl.evaluate.stability import run_stability
 
     def compute():
-        res = run_stability(_factory(label, path), ELEMENT, config, progress=False, cache_dir=rdf_cache)
+        res = run_stability(_factory(label, path), ELEMENT, config, reference=REFERENCE, progress=False,
+                            cache_dir=rdf_cache)
         return res.to_dict()
 
     return _cached(label, "stability", settings, compute)

@@ -14,7 +14,7 @@ baseline:
   each calculator, so foreign load on the shared machine hits all of them alike;
 - per round, compiled ms/step / eager ms/step (the ratio is taken within a round, side by side).
 
-Optionally (``--stability-cost``) also mlptl's own ``measure_md_cost`` on the eager model (64 atoms, bare
+Optionally (``--stability-cost``) also ``measure_md_cost`` (below) on the eager model (64 atoms, bare
 and with the stability monitor), the number docs/evaluation.md quotes for the cost of a stability trial.
 
     python bench/md_speed.py                       # the README's run (1 thread)
@@ -51,6 +51,7 @@ log = logging.getLogger("bench.md_speed")
 
 NAME = "md_speed"
 ELEMENT = "Ge"
+REFERENCE = "sw"  # the reference potential: the SW baseline and the crystal every run starts from
 DEFAULT_MODEL = WORK_DIR / "transfer_vs_scratch" / "ge" / "transfer_fd0-n20-s0" / "model.nequip.zip"
 MAKE_MODEL = "python bench/transfer_vs_scratch.py --sizes 20 --freeze-depths 0 --seeds 0"
 CALCS = ("eager", "compiled", "sw")
@@ -87,7 +88,7 @@ def make_calculator(kind: str, package: Path, compiled: Path):
         return NequIPCalculator.from_compiled_model(str(compiled), device="cpu")
     from mlptl.model.calculator import load_calculator
 
-    return load_calculator("sw", ELEMENT)
+    return load_calculator(REFERENCE, ELEMENT)
 
 
 class Runner:
@@ -96,10 +97,11 @@ class Runner:
     def __init__(self, kind: str, supercell: int, package: Path, compiled: Path, seed: int):
         import numpy as np
 
-        from mlptl.evaluate.stability import make_dynamics, starting_cell, thermalize
+        from mlptl.data.md import thermalize
+        from mlptl.evaluate.md import make_dynamics, starting_cell
 
         self.kind = kind
-        self.atoms = starting_cell(ELEMENT, supercell)
+        self.atoms = starting_cell(ELEMENT, REFERENCE, supercell)
         self.atoms.calc = make_calculator(kind, package, compiled)
         rng = np.random.default_rng(seed)
         thermalize(self.atoms, 300.0, rng)
@@ -181,12 +183,50 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def measure_md_cost(calculator_factory, element: str, reference: str, *, steps: int = 200,
+                    config=None) -> dict[str, float]:
+    """Wall time per MD step in ms, bare and with mlptl's stability monitor attached (RDF criterion off).
+
+    The monitor's cost is what the stability protocol adds to the calculator's; both are quoted in
+    docs/evaluation.md with the command that produced them. The cell is the stability protocol's.
+    """
+    import numpy as np
+
+    from mlptl.data.md import thermalize
+    from mlptl.evaluate.md import make_dynamics, nearest_neighbour_distance
+    from mlptl.evaluate.monitor import Monitor
+    from mlptl.evaluate.stability import StabilityConfig
+    from mlptl.evaluate.stability_config import stability_cell
+
+    config = config or StabilityConfig()
+    out: dict[str, float] = {}
+    cell = stability_cell(element, reference, config)
+    limits = config.limits(nearest_neighbour_distance(cell), tuple(c for c in config.criteria if c != "rdf"))
+    t = config.temperatures[0]
+    for label, monitored in (("bare", False), ("monitored", True)):
+        atoms = cell.copy()
+        atoms.calc = calculator_factory()
+        atoms.get_forces()
+        rng = np.random.default_rng(config.seed)
+        thermalize(atoms, t, rng)
+        dyn = make_dynamics(atoms, t, timestep_fs=config.timestep_fs, thermostat=config.thermostat,
+                            friction=config.friction, rng=rng)
+        if monitored:
+            dyn.attach(Monitor(atoms, dyn, t, limits, None), interval=1)
+        t0 = time.perf_counter()
+        dyn.run(steps)
+        out[f"ms_per_step_{label}"] = (time.perf_counter() - t0) / steps * 1000.0
+    out["n_atoms"] = float(len(cell))
+    out["steps"] = float(steps)
+    return out
+
+
 def stability_cost(package: Path, steps: int) -> dict[str, Any]:
-    """mlptl's measure_md_cost on the eager model (64 atoms), and what the default protocol costs at that rate."""
-    from mlptl.evaluate.stability import StabilityConfig, measure_md_cost
+    """measure_md_cost on the eager model (64 atoms), and what the default protocol costs at that rate."""
+    from mlptl.evaluate.stability import StabilityConfig
     from mlptl.model.calculator import load_calculator
 
-    cost = measure_md_cost(lambda: load_calculator(package, ELEMENT), ELEMENT, steps=steps)
+    cost = measure_md_cost(lambda: load_calculator(package, ELEMENT), ELEMENT, REFERENCE, steps=steps)
     c = StabilityConfig()
     total_steps = len(c.temperatures) * c.replicas * c.steps
     cost["default_protocol_steps"] = total_steps

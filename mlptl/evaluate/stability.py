@@ -9,7 +9,7 @@ the criterion are recorded. The calculator is any ASE calculator, so the referen
 measured by the same protocol as a trained model (and must pass it: that is how the thresholds were
 calibrated, see docs/evaluation.md).
 
-Which reference is never assumed: the caller names it (``reference="sw"``), or passes ``reference=None``
+Which reference is never assumed: the caller names it (``reference=NAME``), or passes ``reference=None``
 with the crystal to start from, and then either a reference RDF (e.g. from DFT frames) or none, in
 which case the RDF criterion is off and the result says so.
 """
