@@ -44,6 +44,15 @@ TAG_TARGET_TEST_SHA = "mlptl.target_test_sha256"
 TAG_PRETRAINED = "mlptl.pretrained"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_RUN_NAME = "mlflow.runName"
+# Experiment tags. MLflow 3 opens an experiment of kind "custom_model_development" in its model-training
+# view (runs table), any other in the GenAI view (traces); 3.17 decides by its UI's GenAI / Model training
+# switch instead, which the link's ``workflowType=machine_learning`` sets (see trials_view_url).
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# A saved runs-table view ("Share" in the MLflow UI): the trials grouped by cell, their status and headline
+# metrics as columns; opened by ``...?viewStateShareKey=<name>``.
+TAG_SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
+TRIALS_VIEW = "mlptl-trials"
 MODEL_ARTIFACT_DIR = "model"
 
 STATUS_TO_MLFLOW = {"finished": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
@@ -66,12 +75,40 @@ def client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+def _trials_view() -> dict[str, Any]:
+    from mlptl import metrics as M
+
+    columns = [f"metrics.`{m}`" for m in (M.BEST_VAL_FORCES_MAE, M.TEST_FORCES_MAE, M.STABLE_FRACTION)]
+    columns += ["params.`lr`", "params.`freeze_depth`", f"tags.`{TAG_STATUS}`", f"tags.`{TAG_PHASE}`"]
+    return {
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": False,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "selectedColumns": columns,
+        "runsHiddenMode": "SHOW_ALL",
+        # Grouping lists every trial at once (nested under the parent they start collapsed); the group row
+        # shows the cell's best value of each metric.
+        "groupBy": {"aggregateFunction": "min", "groupByKeys": [{"mode": "tag", "groupByData": TAG_CELL}]},
+    }
+
+
 def ensure_experiment(c, name: str, artifact_root: Path | None) -> str:
+    """The study's experiment, created if missing, with the tags that make the MLflow UI show it as model
+    training; an experiment made by an older mlptl gets them too."""
+    tags = {
+        TAG_STUDY: name,
+        TAG_EXPERIMENT_KIND: EXPERIMENT_KIND,
+        TAG_SHARED_VIEW_PREFIX + TRIALS_VIEW: json.dumps(_trials_view()),
+    }
     exp = c.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = artifact_root.resolve().as_uri() if artifact_root is not None else None
-    return c.create_experiment(name, artifact_location=location)
+    if exp is None:
+        location = artifact_root.resolve().as_uri() if artifact_root is not None else None
+        return c.create_experiment(name, artifact_location=location, tags=tags)
+    for k, v in tags.items():  # the kind only where unset: a user may have changed it in the UI
+        if exp.tags.get(k) != v and (k not in exp.tags or k != TAG_EXPERIMENT_KIND):
+            c.set_experiment_tag(exp.experiment_id, k, v)
+    return exp.experiment_id
 
 
 def find_run(c, experiment_id: str, **tags: str):
@@ -158,3 +195,35 @@ def register_model(c, run_id: str, name: str, tags: dict[str, str]) -> str:
     source = f"{c.get_run(run_id).info.artifact_uri}/{MODEL_ARTIFACT_DIR}"
     mv = c.create_model_version(name, source=source, run_id=run_id, tags=tags)
     return mv.version
+
+
+def resolve_model_uri(model: str, tracking_uri: str, dest: Path | None = None) -> Path:
+    """A local model file for ``models:/<name>/<version or alias>`` (the MLflow registry) or a path.
+
+    Registered versions point at a run's ``model/`` artifact directory; the packaged model inside it is
+    downloaded once (MLflow's artifact cache) and its path returned, so every command that takes a model
+    file takes a registry URI too.
+    """
+    if not model.startswith("models:/"):
+        return Path(model)
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    from mlptl.errors import InputError
+
+    rest = model[len("models:/"):]
+    name, _, which = rest.partition("/")
+    if not name or not which:
+        raise InputError(f"a registry URI is models:/<name>/<version or alias>, not {model!r}")
+    c = client(tracking_uri)
+    try:
+        version = c.get_model_version(name, which) if which.isdigit() else c.get_model_version_by_alias(name, which)
+        source = c.get_model_version_download_uri(name, version.version)
+        local = Path(download_artifacts(artifact_uri=source, tracking_uri=tracking_uri,
+                                        dst_path=str(dest) if dest else None))
+    except MlflowException as e:
+        raise InputError(f"{model} not found in the registry at {tracking_uri}: {e.message}") from None
+    files = sorted(local.rglob("*.nequip.zip")) if local.is_dir() else [local]
+    if not files:
+        raise InputError(f"{model} holds no *.nequip.zip model (artifacts at {source})")
+    return files[0]

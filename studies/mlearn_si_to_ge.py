@@ -41,6 +41,8 @@ STUDY = Study(
     resources=Resources(cpus_per_trial=2, gpus_per_trial=0.5),
     val_size=10,
     test_size=0,
+    # No DFT MD here: the SW Ge potential's crystal and RDF are the structural reference for stability.
+    target_reference="sw",
 )
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ STUDY = Study(
     source_element="Si",
     target_element="Ge",
     pretraining=Pretraining(
-        data=DataSource(generate=preset("paper", "Si")),
+        data=DataSource(generate=preset("paper", "Si", reference="sw")),
         model="paper",
         max_epochs=300,
         lr=2e-3,
@@ -28,7 +28,7 @@ STUDY = Study(
         test_size=100,
         batch_size=8,
     ),
-    target_data=DataSource(generate=preset("paper", "Ge")),
+    target_data=DataSource(generate=preset("paper", "Ge", reference="sw")),
     train_sizes=(5, 10, 25, 50, 100, 250, 500),
     search=SearchSpace(lr=(1e-4, 1e-2), freeze_depth=(0, 1, 2, 3), batch_size=(4, 8)),
     trials_per_cell=16,

@@ -13,10 +13,10 @@ STUDY = Study(
     source_element="Si",
     target_element="Ge",
     pretraining=Pretraining(
-        data=DataSource(generate=preset("tiny", "Si", frames_per_temperature=10)),
+        data=DataSource(generate=preset("tiny", "Si", reference="sw", frames_per_temperature=10)),
         max_epochs=3, lr=5e-3, val_size=4, test_size=4,
     ),
-    target_data=DataSource(generate=preset("tiny", "Ge", frames_per_temperature=12)),
+    target_data=DataSource(generate=preset("tiny", "Ge", reference="sw", frames_per_temperature=12)),
     train_sizes=(4, 10),
     search={search},
     trials_per_cell={trials},

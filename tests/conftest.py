@@ -25,7 +25,7 @@ def tiny_ge(tmp_path_factory) -> Path:
     """The 'tiny' preset for Ge, generated once per session into a private cache (a few seconds)."""
     from mlptl.data.generate import generate, preset
 
-    return generate(preset("tiny", "Ge"), tmp_path_factory.mktemp("cache"), progress=False)
+    return generate(preset("tiny", "Ge", reference="sw"), tmp_path_factory.mktemp("cache"), progress=False)
 
 
 E2E_SEARCH = (

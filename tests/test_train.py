@@ -9,23 +9,26 @@ import pytest
 import torch
 
 from mlptl.cli import main
+from mlptl.data.readers import read_frames
 from mlptl.errors import InputError
+from mlptl.evaluate.forces import evaluate_test_set
+from mlptl.model.spec import ModelSpec
 from mlptl.model.transfer import REFIT_PREFIXES, _local_name, load_source
-from mlptl.train import TrainSpec, prepare, train
+from mlptl.train import TrainResult, TrainSpec, prepare, train
 
 
 @pytest.fixture(scope="session")
 def ge_data(tmp_path_factory):
     from mlptl.data.generate import generate, preset
 
-    return generate(preset("tiny", "Ge", frames_per_temperature=12), tmp_path_factory.mktemp("cache"), progress=False)
+    return generate(preset("tiny", "Ge", reference="sw", frames_per_temperature=12), tmp_path_factory.mktemp("cache"), progress=False)
 
 
 @pytest.fixture(scope="session")
 def si_model(tmp_path_factory):
     from mlptl.data.generate import generate, preset
 
-    data = generate(preset("tiny", "Si", frames_per_temperature=12), tmp_path_factory.mktemp("cache"), progress=False)
+    data = generate(preset("tiny", "Si", reference="sw", frames_per_temperature=12), tmp_path_factory.mktemp("cache"), progress=False)
     out = tmp_path_factory.mktemp("si")
     spec = TrainSpec(element="Si", data=str(data), out=str(out), max_epochs=2, train_size=12, val_size=4, test_size=6, lr=5e-3)
     return train(spec).model_path
@@ -84,9 +87,17 @@ def test_freezing_keeps_frozen_weights_bit_identical(tmp_path, ge_data, si_model
         assert not torch.equal(trained[name], source[name]), f"trainable {name} did not change"
 
     metrics = json.loads((tmp_path / "ge" / "metrics.json").read_text())
-    for key in ("test_forces_mae", "test_forces_rmse", "test_energy_per_atom_mae"):
-        assert metrics[key] > 0 and metrics[key] < 10
+    assert metrics["epochs"] == 2 and metrics["n_train"] == 8 and metrics["n_frozen_tensors"] == len(frozen)
+    assert not any(k.startswith("test_") for k in metrics)  # training does not evaluate
     assert len(pd.read_csv(tmp_path / "ge" / "history.csv")) == 2
+
+    test = evaluate_test_set(result.model_path, result.test_path, element="Ge", out=result.out)
+    assert len(read_frames(result.test_path)) == 6
+    for key in ("test_forces_mae", "test_forces_rmse", "test_energy_per_atom_mae"):
+        assert 0 < test[key] < 10
+    assert test["test_forces_mae"] <= test["test_forces_rmse"]
+    merged = json.loads((tmp_path / "ge" / "metrics.json").read_text())
+    assert merged == {**test, **metrics} and list(merged)[: len(test)] == list(test)
 
 
 def test_deepest_freeze_leaves_only_the_readout(tmp_path, ge_data, si_model):
@@ -156,3 +167,55 @@ def test_cli_train_and_errors(tmp_path, ge_data, si_model, capsys):
     assert main(args[:-2] + ["--freeze-depth", "9", "--out", str(tmp_path / "bad")]) == 2
     assert "freeze depth 9" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+# A custom architecture, smaller than any preset in every dimension that a mix-up would show.
+CUSTOM = ModelSpec(
+    r_max=4.0,
+    num_layers=1,
+    num_scalar_features=8,
+    num_tensor_features=4,
+    radial_chemical_embed_dim=4,
+    scalar_embed_mlp_hidden_layers_width=8,
+    allegro_mlp_hidden_layers_width=8,
+    readout_mlp_hidden_layers_width=4,
+)
+
+
+@pytest.mark.parametrize("form", ["spec", "dict"])
+def test_custom_model_spec_trains_as_given_whether_spec_or_dict(tmp_path, ge_data, form):
+    from dataclasses import asdict
+
+    # "dict" is what a study's ModelSpec becomes on its way to the trials (dataclasses.asdict, JSON, Ray).
+    model = CUSTOM if form == "spec" else asdict(CUSTOM)
+    spec = TrainSpec(element="Ge", data=str(ge_data), out=str(tmp_path / "c"), max_epochs=1, train_size=8,
+                     val_size=4, test_size=6, model=model)
+    assert spec.model == CUSTOM and spec.model_spec() == CUSTOM
+    assert TrainSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    result = train(spec)
+    assert isinstance(result, TrainResult) and result.epochs_run == 1
+    cfg = load_source(result.model_path).model_config
+    assert (cfg["num_layers"], cfg["num_scalar_features"], cfg["num_tensor_features"], cfg["r_max"]) == (1, 8, 4, 4.0)
+    assert load_source(result.model_path).spec() == CUSTOM
+
+
+def test_model_field_that_is_neither_preset_nor_spec_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="unknown model field.*'num_layer'"):
+        TrainSpec(element="Ge", data="x", out=str(tmp_path), model={"num_layer": 1})
+    with pytest.raises(InputError, match="preset name, a ModelSpec or its dict"):
+        TrainSpec(element="Ge", data="x", out=str(tmp_path), model=3)
+
+
+def test_subset_seed_draws_other_training_frames_with_the_same_test_set(tmp_path, ge_data):
+    from mlptl.train import prepare_data
+
+    def split(seed, name):
+        spec = TrainSpec(element="Ge", data=str(ge_data), out=str(tmp_path / name), train_size=4, val_size=4,
+                         test_size=6, subset_seed=seed)
+        paths = prepare_data(spec, tmp_path / name)
+        return {k: [a.positions.tobytes() for a in read_frames(p)] for k, p in paths.items()}
+
+    a, b, a_again = split(None, "a"), split(7, "b"), split(0, "c")  # None means split_seed (0)
+    assert a == a_again
+    assert a["test"] == b["test"] and a["val"] == b["val"]
+    assert a["train"] != b["train"]

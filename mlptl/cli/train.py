@@ -15,6 +15,7 @@ def _groups(text: str | None) -> tuple[str, ...] | None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from mlptl.evaluate.forces import evaluate_test_set
     from mlptl.train import TrainSpec, train
 
     spec = TrainSpec(
@@ -40,7 +41,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         model=args.model_size,
     )
     result = train(spec, resume=not args.restart, progress=args.progress)
-    print_json({"model": str(result.model_path), "epochs": result.epochs_run, **result.metrics})
+    test = evaluate_test_set(result.model_path, result.test_path, element=spec.element, out=result.out)
+    print_json({"model": str(result.model_path), "epochs": result.epochs_run, **test, **result.metrics})
     return 0
 
 

@@ -78,5 +78,8 @@ def pretrain(study: Study, storage: Path) -> tuple[Path, dict[str, Any]]:
         seed=p.seed,
         model=p.model,
     )
+    from mlptl.evaluate.forces import evaluate_test_set
+
     result = train(spec)
-    return result.model_path, result.metrics
+    test = evaluate_test_set(result.model_path, result.test_path, element=study.source_element, out=out)
+    return result.model_path, {**result.metrics, **test}

@@ -266,11 +266,11 @@ def _final(run: _Run, cells) -> None:
     if s.evaluation.stability_temperatures and reference is not None:
         # The reference RDF (MD with the reference potential) once, cached, before trials need it.
         from mlptl.evaluate.full import stability_config
-        from mlptl.evaluate.stability import reference_rdf
+        from mlptl.evaluate.reference_rdf import reference_rdf
 
         cfg = stability_config(asdict(s.evaluation))
-        get(run_task(reference_rdf, s.target_element, cfg.temperatures, cfg, str(run.storage / "cache"),
-                     num_cpus=s.resources.cpus_per_trial))
+        get(run_task(reference_rdf, s.target_element, cfg.temperatures, cfg, reference=reference,
+                     cache_dir=str(run.storage / "cache"), num_cpus=s.resources.cpus_per_trial))
     make_tuner(
         s,
         run.storage,

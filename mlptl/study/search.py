@@ -119,7 +119,7 @@ class CellStudies:
         return total
 
     # ------------------------------------------------------------ Ray Tune side
-    def next_job(self, ray_trial_id: str) -> dict[str, Any] | None:
+    def next_job(self, ray_trial_id: str) -> Any:
         for _ in range(len(self.cells)):
             cid = next(self._order)
             if self.remaining.get(cid, 0) > 0:
@@ -133,7 +133,7 @@ class CellStudies:
         trial.set_user_attr(ATTR_KEY, key)
         self.remaining[cid] -= 1
         self.live[ray_trial_id] = LiveTrial(cell=cell, trial=trial, key=key)
-        return self.make_job(cell, key, dict(trial.params)).to_dict()
+        return self.make_job(cell, key, dict(trial.params))
 
     def report(self, ray_trial_id: str, epoch: int, value: float) -> bool:
         """Feed one epoch's validation error to the cell's pruner; True means prune."""
@@ -199,7 +199,7 @@ class OptunaCellSearcher(Searcher):
         job = self.cells.next_job(trial_id)
         if job is None:
             return Searcher.FINISHED
-        return {"job": job}
+        return {"job": job.to_dict()}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         done = self.cells.complete(trial_id, result, error)

@@ -82,6 +82,7 @@ def run_trial(config: dict[str, Any]) -> None:
     import torch
     from ray import tune
 
+    from mlptl.evaluate.forces import evaluate_test_set
     from mlptl.train import train
 
     job = TrialJob.from_dict(config["job"])
@@ -128,11 +129,14 @@ def run_trial(config: dict[str, Any]) -> None:
     try:
         result = train(job.train_spec(), on_epoch=on_epoch, resume=True)
         metrics = dict(result.metrics)
+        metrics.update(evaluate_test_set(result.model_path, result.test_path, element=job.element, out=run_dir))
         if job.phase == "final" and job.evaluation:
             from mlptl.evaluate.full import evaluate_model
 
             metrics.update(
-                evaluate_model(result.model_path, job.element, job.evaluation, run_dir / "evaluation")
+                evaluate_model(
+                    result.model_path, job.element, job.evaluation, run_dir / "evaluation", reference=job.reference
+                )
             )
     except _expected_failures() as e:
         reason = f"{type(e).__name__}: {e}"

@@ -32,11 +32,11 @@ def init_ray() -> None:
     log.info("Ray resources: %s", ray.cluster_resources())
 
 
-def run_task(func, *args, num_cpus: float = 1.0, num_gpus: float = 0.0):
-    """Start ``func`` as a Ray task; :func:`get` its result."""
+def run_task(func, *args, num_cpus: float = 1.0, num_gpus: float = 0.0, **kwargs):
+    """Start ``func(*args, **kwargs)`` as a Ray task; :func:`get` its result."""
     import ray
 
-    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(func).remote(*args)
+    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(func).remote(*args, **kwargs)
 
 
 def get(ref) -> Any:
