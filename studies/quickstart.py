@@ -10,9 +10,9 @@ before it took 6.5 min.
     mlptl ui                                   # browse the runs
 """
 
+from mlptl.cli.run import main
 from mlptl.data.generate import preset
 from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
-from mlptl.cli.run import main
 
 STUDY = Study(
     name="quickstart",
