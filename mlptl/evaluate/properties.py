@@ -48,7 +48,6 @@ __all__ = [
     "compare_properties",
     "equation_of_state",
     "elastic_constants",
-    "isolated_atom_energy",
     "sample_structure",
 ]
 
@@ -225,18 +224,6 @@ def elastic_constants(atoms: Atoms, config: PropertyConfig = PropertyConfig()) -
     return out
 
 
-def isolated_atom_energy(calculator: Calculator, element: str) -> float:
-    """Energy of one atom alone in a large open box: the zero a cohesive energy is measured from."""
-    atoms = Atoms(element, positions=[[10.0, 10.0, 10.0]], cell=[20.0, 20.0, 20.0], pbc=False)
-    atoms.calc = calculator
-    return float(atoms.get_potential_energy())
-
-
-@lru_cache(maxsize=64)
-def _reference_atom_energy(element: str, reference: str) -> float:
-    return isolated_atom_energy(get_reference(element, reference).calculator(), element)
-
-
 def _is_cube(atoms: Atoms) -> bool:
     lengths, angles = atoms.cell.lengths(), atoms.cell.angles()
     return bool(np.allclose(lengths, lengths[0], rtol=1e-6) and np.allclose(angles, 90.0, atol=1e-6))
@@ -355,7 +342,7 @@ def compute_properties(
                      f"scaled isotropically (axis ratios {lengths[1] / lengths[0]:.4f}, {lengths[2] / lengths[0]:.4f} "
                      "held, not relaxed), so B is at fixed axis ratios")
     if atom_energy is None and reference is not None:
-        atom_energy = _reference_atom_energy(element, reference)
+        atom_energy = get_reference(element, reference).isolated_atom_energy()
     props["e_atom"] = atom_energy
     if atom_energy is not None:
         props["ecoh"] = props["e_per_atom"] - atom_energy
