@@ -2,10 +2,10 @@
 
 The paper's classical-force-field experiments train on configurations sampled from MD of the
 crystal with the reference potential (Stillinger-Weber) and labelled by it. Here each temperature is
-one independent Langevin NVT trajectory of the reference crystal at the reference lattice constant,
-sampled every ``interval_steps`` after ``equilibration_steps``. A data set is a pure function of its
-:class:`GenerationSpec`, so it is cached under the spec's hash and regenerated only when the spec
-(or :data:`FORMAT_VERSION`) changes.
+one independent Langevin NVT trajectory of the reference's crystal (:meth:`Reference.crystal`: any
+lattice it names) at the reference's lattice constant, sampled every ``interval_steps`` after
+``equilibration_steps``. A data set is a pure function of its :class:`GenerationSpec`, so it is cached
+under the spec's hash and regenerated only when the spec (or :data:`FORMAT_VERSION`) changes.
 """
 
 from __future__ import annotations
@@ -14,19 +14,20 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
-from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from mlptl import fsutil
 from mlptl.data.frames import ELEMENT, GROUP, SEED, SOURCE, TEMPERATURE
+from mlptl.data.md import thermalize
 from mlptl.data.readers import atomic_write_extxyz
-from mlptl.data.references import get_reference
+from mlptl.data.references import Reference, default_reference_name, get_reference
 from mlptl.errors import InputError
 
 __all__ = [
@@ -34,16 +35,20 @@ __all__ = [
     "GenerationSpec",
     "generate",
     "generate_frames",
-    "default_cache_dir",
     "preset",
     "known_presets",
+    "scaled_temperatures",
+    "PRESET_MELTING_POINT",
 ]
 
 log = logging.getLogger(__name__)
 
 # Bump when the sampling procedure or the file layout changes (or a reference potential's
 # parameters are corrected): the hash changes with it, so stale cached data sets are not reused.
-FORMAT_VERSION = 1
+# 2: initial momenta from mlptl.data.md.thermalize (version 1 rescaled them to the drawn temperature
+# after removing the centre-of-mass momentum, so its trajectories differ slightly: < 1e-3 A in tiny Ge),
+# and SW Ge's a0 is its own minimum, 5.6536 A (was the rounded 5.654).
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -52,11 +57,13 @@ class GenerationSpec:
 
     ``strain`` scales the reference lattice constant (a = a0 * (1 + strain)) before the MD, to sample
     compressed or expanded crystals; the MD itself is NVT, so thermal expansion is not sampled.
-    ``friction`` is the Langevin friction in 1/fs.
+    ``friction`` is the Langevin friction in 1/fs. ``reference`` names the labelling potential
+    (:func:`mlptl.data.references.get_reference`); left out, it is the element's only registered one, and
+    an element with several must name it.
     """
 
     element: str
-    reference: str = "sw"
+    reference: str | None = None
     temperatures: tuple[float, ...] = (300.0,)
     frames_per_temperature: int = 10
     supercell: int = 2
@@ -69,7 +76,10 @@ class GenerationSpec:
 
     def __post_init__(self) -> None:
         # Normalise so that (300,) and [300.0] hash alike; validate so that a bad flag fails before
-        # minutes of MD rather than after.
+        # minutes of MD rather than after (an unknown reference too, e.g. one a Ray worker cannot build).
+        if self.reference is None:
+            object.__setattr__(self, "reference", default_reference_name(self.element))
+        get_reference(self.element, self.reference)
         temps = self.temperatures
         if isinstance(temps, (int, float)):
             temps = (temps,)
@@ -116,15 +126,37 @@ class GenerationSpec:
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     def filename(self) -> str:
-        return f"{self.element}-{self.reference}-{self.hash()}.extxyz"
+        # An import-path reference ("pkg.mod:make") is made file-name safe; the hash keeps it unique.
+        ref = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(self.reference))
+        return f"{self.element}-{ref}-{self.hash()}.extxyz"
 
 
 # ---------------------------------------------------------------- presets
-def _tiny(element: str) -> GenerationSpec:
-    # Seconds, not minutes: 2 x (20 + 5 x 10) = 140 MD steps of a 64-atom cell.
+#: The melting point the presets' temperatures were chosen for: SW silicon's (Broughton & Li 1987), K.
+PRESET_MELTING_POINT = 1691.0
+
+
+def scaled_temperatures(temperatures: Sequence[float], ref: Reference) -> tuple[float, ...]:
+    """A preset's temperatures for ``ref``: the same fractions of its melting point as for SW silicon.
+
+    The presets were designed for SW Si, up to about its melting point (paper) or half of it (tiny); an
+    element that melts lower (EMT Cu at 1358 K, Al at 934 K) gets them scaled by Tm / 1691 K, rounded
+    to whole kelvin, so that its crystal is sampled as hot relative to melting as silicon's. A reference
+    that melts higher, or has no melting point on record (SW Ge: the paper's SW data use Si's
+    temperatures for Ge), keeps them unchanged.
+    """
+    tm = ref.melting_point
+    if tm is None or tm >= PRESET_MELTING_POINT:
+        return tuple(float(t) for t in temperatures)
+    return tuple(float(round(t * tm / PRESET_MELTING_POINT)) for t in temperatures)
+
+
+def _tiny(element: str, ref: Reference) -> GenerationSpec:
+    # Seconds, not minutes: 2 x (20 + 5 x 10) = 140 MD steps of a 64-atom cell (32 for fcc).
     return GenerationSpec(
         element=element,
-        temperatures=(300.0, 900.0),
+        reference=ref.name,
+        temperatures=scaled_temperatures((300.0, 900.0), ref),
         frames_per_temperature=5,
         supercell=2,
         equilibration_steps=20,
@@ -133,7 +165,7 @@ def _tiny(element: str) -> GenerationSpec:
     )
 
 
-def _paper(element: str) -> GenerationSpec:
+def _paper(element: str, ref: Reference) -> GenerationSpec:
     # Mirrors the paper's SW data sets in kind: 64-atom diamond cells from NVT MD over a range of
     # temperatures, from the ordinary crystal (300 K) to about the SW melting point of silicon
     # (~1700 K). The paper's exact temperatures and counts could not be checked offline; this choice
@@ -144,7 +176,8 @@ def _paper(element: str) -> GenerationSpec:
     # steps, roughly half an hour on one CPU core; it is cached after the first run.
     return GenerationSpec(
         element=element,
-        temperatures=(300.0, 600.0, 900.0, 1200.0, 1500.0, 1800.0),
+        reference=ref.name,
+        temperatures=scaled_temperatures((300.0, 600.0, 900.0, 1200.0, 1500.0, 1800.0), ref),
         frames_per_temperature=150,
         supercell=2,
         equilibration_steps=1000,
@@ -153,41 +186,30 @@ def _paper(element: str) -> GenerationSpec:
     )
 
 
-_PRESETS: dict[str, Callable[[str], GenerationSpec]] = {"tiny": _tiny, "paper": _paper}
+_PRESETS: dict[str, Callable[[str, Reference], GenerationSpec]] = {"tiny": _tiny, "paper": _paper}
 
 
 def known_presets() -> list[str]:
     return sorted(_PRESETS)
 
 
-def preset(name: str, element: str, **overrides: object) -> GenerationSpec:
-    """A named generation spec for ``element``; keyword overrides replace single fields."""
+def preset(name: str, element: str, reference: str | None = None, **overrides: object) -> GenerationSpec:
+    """A named generation spec for ``element`` labelled by ``reference``; keyword overrides replace
+    single fields (``temperatures`` given here are used as given, not scaled).
+
+    ``reference`` may be left out for an element with one registered reference.
+    """
     try:
         make = _PRESETS[name]
     except KeyError:
         raise InputError(
             f"unknown data preset {name!r}; known presets: {', '.join(known_presets())}"
         ) from None
-    spec = make(element)
+    spec = make(element, get_reference(element, reference))
     return dataclasses.replace(spec, **overrides) if overrides else spec
 
 
 # ---------------------------------------------------------------- generation
-def default_cache_dir() -> Path:
-    env = os.environ.get("MLPTL_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "mlptl" / "data"
-
-
-def _thermalize(atoms: Atoms, temperature_k: float, rng: np.random.Generator) -> None:
-    from ase.md import velocitydistribution as vd
-
-    if hasattr(vd, "thermalize_momenta"):  # ase >= 3.29
-        vd.thermalize_momenta(atoms, temperature_K=temperature_k, rng=rng)
-    else:  # pragma: no cover - older ase
-        vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_k, rng=rng)
-    vd.Stationary(atoms)
-
-
 def _labelled_copy(atoms: Atoms, results: dict, info: dict) -> Atoms:
     """A bare frame (no velocities or constraints) carrying the reference's labels."""
     frame = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
@@ -214,10 +236,7 @@ def generate_frames(spec: GenerationSpec, *, progress: bool = True) -> list[Atom
     from tqdm.auto import tqdm
 
     ref = get_reference(spec.element, spec.reference)
-    base = bulk(spec.element, ref.lattice, a=ref.a0 * (1.0 + spec.strain), cubic=True)
-    base = base * (spec.supercell, spec.supercell, spec.supercell)
-    if ref.mass is not None:
-        base.set_masses([ref.mass] * len(base))
+    base = ref.crystal(spec.supercell, strain=spec.strain)
 
     frames: list[Atoms] = []
     bar = tqdm(
@@ -236,7 +255,7 @@ def generate_frames(spec: GenerationSpec, *, progress: bool = True) -> list[Atom
             # Equipartition: in a crystal half the initial kinetic energy flows into potential
             # energy within a phonon period, so start at 2T to reach T without waiting for the
             # thermostat (the thermostat corrects the rest, e.g. in a liquid).
-            _thermalize(atoms, 2.0 * temperature, rng)
+            thermalize(atoms, 2.0 * temperature, rng)
             dyn = Langevin(
                 atoms,
                 timestep=spec.timestep_fs * units.fs,
@@ -282,7 +301,7 @@ def generate(spec: GenerationSpec, cache_dir: str | Path | None = None, *, progr
     The file is named by the spec's hash, so identical specs share it and any changed field makes a
     new one; it is written atomically, so a file under that name is always complete.
     """
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else fsutil.cache_dir("data")
     path = cache / spec.filename()
     if path.is_file():
         log.info("using cached data set %s", path)
