@@ -258,6 +258,43 @@ def test_validate_frames_in_memory():
         validate_frames(frames, "mem.xyz")
 
 
+def test_atoms_closer_than_the_minimum_distance_are_rejected_naming_file_and_frame(tmp_path):
+    frames = _labelled(3)
+    frames[2].positions[5] = frames[2].positions[3] + [0.3, 0.0, 0.0]  # a duplicated atom, slightly moved
+    path = write_frames(frames, tmp_path / "overlap.extxyz")
+    _assert_input_error(path, r"atoms 3 and 5 are 0\.300 A apart, closer than 0\.5 A", frame=2)
+    assert len(read_frames(path, validate=False)) == 3
+
+
+def test_minimum_distance_counts_periodic_images_and_molecules():
+    frames = _labelled(1)
+    a = frames[0]
+    length = a.cell[0, 0]
+    a.positions[0] = [0.1, 1.0, 1.0]
+    a.positions[1] = [length - 0.2, 1.0, 1.0]  # 0.3 A apart only through the periodic boundary
+    with pytest.raises(InputError, match=r"mem\.xyz \(frame 0\): atoms 0 and 1 are 0\.300 A apart"):
+        validate_frames(frames, "mem.xyz")
+    a.pbc = False  # the same positions in a molecule are 5.4 A apart: accepted
+    validate_frames(frames, "mem.xyz")
+    tiny_cell = Atoms("Ge", positions=[[0, 0, 0]], cell=[0.4, 5.0, 5.0], pbc=True)
+    tiny_cell.calc = SinglePointCalculator(tiny_cell, energy=-1.0, forces=np.zeros((1, 3)))
+    with pytest.raises(InputError, match="atom 0 and a periodic image of itself are 0.400 A apart"):
+        validate_frames([tiny_cell], "cell.xyz")
+    molecule = Atoms("Ge2", positions=[[0, 0, 0], [0.45, 0, 0]])  # no cell at all
+    molecule.calc = SinglePointCalculator(molecule, energy=-1.0, forces=np.zeros((2, 3)))
+    with pytest.raises(InputError, match="atoms 0 and 1 are 0.450 A apart"):
+        validate_frames([molecule], "mol.xyz")
+    molecule.positions[1] = [0.55, 0, 0]
+    validate_frames([molecule], "mol.xyz")
+
+
+def test_write_frames_is_atomic_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "sub" / "out.extxyz"
+    write_frames(_labelled(2), path)
+    assert len(read_frames(path)) == 2
+    assert sorted(p.name for p in path.parent.iterdir()) == ["out.extxyz"]
+
+
 def test_read_without_validation_returns_unlabelled_frames(tmp_path):
     path = tmp_path / "plain.xyz"
     bulk("Si", "diamond", a=5.43).write(path, format="extxyz")

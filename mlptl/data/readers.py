@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlptl.data.frames import ELEMENT, GROUP, SOURCE, TEMPERATURE, group_of
 from mlptl.errors import InputError
+from mlptl.fsutil import atomic_write
 
 __all__ = [
     "read_frames",
@@ -35,7 +35,13 @@ __all__ = [
     "summarize",
     "data_hash",
     "mlearn_stress_to_ase",
+    "MIN_DISTANCE",
 ]
+
+#: Closest approach (A) two atoms of a frame may have. The shortest bonds in nature (H2, 0.74 A) are
+#: above it; anything below is a duplicated atom or a unit error, and would train the model on a
+#: configuration it can never meet.
+MIN_DISTANCE = 0.5
 
 log = logging.getLogger(__name__)
 
@@ -233,29 +239,48 @@ def validate_frames(frames: Sequence[Atoms], path: str | Path | None = None) -> 
         for name, value in checks:
             if not _finite(value):
                 raise InputError(f"{name} contain NaN or infinite values", path=path, frame=i)
+        _check_distances(atoms, path, i)
+
+
+def _check_distances(atoms: Atoms, path: str | Path | None, frame: int) -> None:
+    """No two atoms (periodic images included) closer than :data:`MIN_DISTANCE`.
+
+    matscipy's neighbour list (~0.03 ms for 64 atoms, against ASE's ~3 ms) needs a full periodic cell;
+    ASE's handles the rest (molecules, slabs without a cell).
+    """
+    if atoms.pbc.all() and abs(atoms.cell.volume) > 1e-9:
+        from matscipy.neighbours import neighbour_list
+
+        first, second, dist = neighbour_list("ijd", atoms, MIN_DISTANCE)
+    else:
+        from ase.neighborlist import neighbor_list
+
+        first, second, dist = neighbor_list("ijd", atoms, MIN_DISTANCE, self_interaction=False)
+    if len(dist) == 0:
+        return
+    k = int(np.argmin(dist))
+    i, j = int(first[k]), int(second[k])
+    what = f"atom {i} and a periodic image of itself" if i == j else f"atoms {min(i, j)} and {max(i, j)}"
+    raise InputError(
+        f"{what} are {dist[k]:.3f} A apart, closer than {MIN_DISTANCE} A (a duplicated atom or a unit error?)",
+        path=path,
+        frame=frame,
+    )
 
 
 def atomic_write_extxyz(frames: Iterable[Atoms], path: str | Path) -> Path:
     """Write extxyz so that ``path`` is either absent, the old file, or the complete new file.
 
-    Written to a temporary file in the same directory and renamed: a crash, a full disk or a second
-    process reading the cache never sees half a data set.
+    A crash, a full disk or a second process reading the cache never sees half a data set; the data is
+    on disk (fsync) before the rename makes it visible.
     """
     import ase.io
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            ase.io.write(fh, list(frames), format="extxyz")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        ase.io.write(fh, list(frames), format="extxyz")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return Path(path)
 
 
 def write_frames(frames: Sequence[Atoms], path: str | Path) -> Path:

@@ -7,6 +7,7 @@ Cartesian components (as nequip reports them); energy errors are per atom.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -16,10 +17,14 @@ from ase.calculators.calculator import Calculator
 
 from mlptl import metrics as M
 from mlptl.data.frames import group_of
+from mlptl.fsutil import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["force_errors", "predict"]
+__all__ = ["force_errors", "predict", "evaluate_test_set", "METRICS_FILE"]
+
+#: Where :func:`evaluate_test_set` records a run directory's test errors, beside the training figures.
+METRICS_FILE = "metrics.json"
 
 
 def predict(calc: Calculator, frames) -> list[tuple[float, np.ndarray]]:
@@ -79,3 +84,27 @@ def force_errors(
             for k, v in _errors(items).items():
                 out[M.group_metric(f"{prefix}_{k}", g)] = v
     return out
+
+
+def evaluate_test_set(
+    model_path: str | Path,
+    test_data: str | Path,
+    *,
+    element: str,
+    out: str | Path | None = None,
+) -> dict[str, float]:
+    """A trained model's errors on its test split: ``test_forces_mae`` etc., and per data group.
+
+    The final metrics of ``mlptl train`` and of every study trial. ``test_data`` is the split training
+    wrote (``TrainResult.test_path``); groups are the frames' own (e.g. temperature), so a test set drawn
+    from named test groups is reported by those groups. With ``out`` (the run directory) the errors are
+    also written into ``out/metrics.json``, replacing any earlier test errors and in front of the
+    training figures ``train()`` wrote there.
+    """
+    errors = force_errors(model_path, test_data, element=element, prefix="test", by_group=True)
+    if out is not None:
+        path = Path(out) / METRICS_FILE
+        old = json.loads(path.read_text()) if path.is_file() else {}
+        merged = {**errors, **{k: v for k, v in old.items() if not k.startswith("test_")}}
+        atomic_write_text(path, json.dumps(merged, indent=2))
+    return errors

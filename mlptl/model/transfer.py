@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from mlptl.errors import InputError
+from mlptl.model import _nequip
 from mlptl.model.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -91,20 +91,13 @@ def load_source(path: str | Path) -> SourceModel:
         raise InputError("pretrained model not found", path=path)
     if not path.name.endswith(".nequip.zip"):
         raise InputError("a pretrained model must be a nequip package (*.nequip.zip)", path=path)
-    from nequip.model.saved_models.package import (
-        ModelFromPackage,
-        _suppress_package_importer_exporter_warnings,
-    )
-
     try:
-        with _suppress_package_importer_exporter_warnings():
-            imp = torch.package.PackageImporter(str(path))
-            config = yaml.safe_load(imp.load_text(package="model", resource="config.yaml"))
-        model = ModelFromPackage(str(path))
+        config, graph = _nequip.read_package(path)
+    except _nequip.UnsupportedNequip:
+        raise
     except Exception as e:  # a corrupt zip or a foreign file
         raise InputError(f"cannot read nequip package: {e}", path=path) from e
     model_cfg = config["training_module"]["model"]
-    graph = model["sole_model"] if isinstance(model, torch.nn.ModuleDict) else model
     type_names = list(model_cfg["type_names"])
     state = {k: v.detach().clone() for k, v in graph.state_dict().items()}
     return SourceModel(path=path, type_names=type_names, model_config=model_cfg, state_dict=state)

@@ -1,0 +1,39 @@
+"""One training run: a :class:`TrainSpec` in, a packaged model, its validation history and test split out.
+
+This is the function every study trial calls. It runs in-process through nequip's own Lightning machinery
+(the same data module, training module and trainer ``nequip-train`` builds), reports after every epoch to a
+callback that may stop the run, and checkpoints every epoch so that an interrupted run continues. Ray,
+Optuna, MLflow and mlptl's evaluation wrap it from outside; none of them is imported here.
+
+``spec`` (what a run is), ``config`` (the nequip config it becomes), ``prepare`` (data and model before the
+first epoch), ``history`` (the per-epoch callback and history.csv), ``loop`` (the fit and the package).
+"""
+
+from mlptl.train.loop import package, train
+from mlptl.train.prepare import Prepared, prepare, prepare_data
+from mlptl.train.spec import (
+    HISTORY_FILE,
+    LR_SCHEDULES,
+    METRICS_FILE,
+    MODEL_FILE,
+    EpochReport,
+    TrainingDiverged,
+    TrainResult,
+    TrainSpec,
+)
+
+__all__ = [
+    "TrainSpec",
+    "TrainResult",
+    "EpochReport",
+    "TrainingDiverged",
+    "Prepared",
+    "train",
+    "prepare",
+    "prepare_data",
+    "package",
+    "LR_SCHEDULES",
+    "MODEL_FILE",
+    "METRICS_FILE",
+    "HISTORY_FILE",
+]

