@@ -111,6 +111,10 @@ def stability_config(args: argparse.Namespace):
         steps=args.md_steps,
         rdf_window=args.rdf_window,
         reference_steps=args.reference_steps,
+        # The published runs' absolute thresholds (Si-calibrated); the defaults now scale with the
+        # crystal's nearest-neighbour distance (1.04 and 5.20 A for SW Ge).
+        rdf_threshold=1.0,
+        rdf_rmax=5.0,
     )
 
 
@@ -137,7 +141,7 @@ def stability(
         calc.reset()
         return calc
 
-    res = run_stability(factory, "Ge", cfg, progress=False, cache_dir=WORK_DIR / "rdf")
+    res = run_stability(factory, "Ge", cfg, reference="sw", progress=False, cache_dir=WORK_DIR / "rdf")
     runs = res.table()
 
     def worst(key: str, t: float) -> float | None:
@@ -457,11 +461,11 @@ def main(argv: list[str] | None = None) -> int:
     ge_spec = ge_data_spec(fpt)
     ge_data = generated(ge_spec)
     if not args.no_md:
-        from mlptl.evaluate.stability import reference_rdf
+        from mlptl.evaluate.reference_rdf import reference_rdf
 
         cfg = stability_config(args)
         t0 = time.perf_counter()
-        reference_rdf("Ge", cfg.temperatures, cfg, cache_dir=WORK_DIR / "rdf")
+        reference_rdf("Ge", cfg.temperatures, cfg, reference="sw", cache_dir=WORK_DIR / "rdf")
         log.info("SW Ge reference RDFs ready (%.0f s)", time.perf_counter() - t0)
 
     rows = []

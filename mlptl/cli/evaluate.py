@@ -6,33 +6,58 @@ import argparse
 import json
 import logging
 
-from mlptl.cli._common import print_json
+from mlptl.cli._common import add_store_arguments, print_json, tracking_uri
 from mlptl.errors import InputError
 
 log = logging.getLogger("mlptl")
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a reference name for --element (e.g. sw) or a trained *.nequip.zip")
+    p.add_argument("model", help="a trained *.nequip.zip, a registry URI models:/NAME/VERSION, or a reference name "
+                                 "for --element (e.g. sw)")
     p.add_argument("--element", required=True, help="chemical symbol with a registered reference, e.g. Ge")
+    p.add_argument("--reference", default=None,
+                   help="the reference potential to compare with (default: MODEL if it is one, else the element's "
+                        "only registered reference; 'none' for no reference); a 'package.module:factory' works too")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--out", default=None, help="directory for plots and the JSON result")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_store_arguments(p)
 
 
-def _model_factory(model: str, element: str):
-    """A calculator factory: the model is loaded once (a nequip package takes seconds) and reset per run."""
+def _is_reference(model: str, element: str) -> bool:
     import os
 
-    from mlptl.data.references import get_reference, known_references
+    from mlptl.data.references import reference_names
 
-    get_reference(element)  # an unknown element fails here, before any model is loaded
-    if (element, model) in known_references() and not os.path.exists(model):
-        calc = get_reference(element, model).calculator()  # no torch import for a reference
+    return not os.path.exists(model) and model in reference_names(element)
+
+
+def _reference_name(args: argparse.Namespace) -> str | None:
+    """The reference a model is compared with: named, the model itself, or the element's only one."""
+    from mlptl.data.references import default_reference_name, get_reference
+
+    if args.reference == "none":
+        return None
+    if args.reference is not None:
+        get_reference(args.element, args.reference)  # fails early, with the registered names
+        return args.reference
+    if _is_reference(args.model, args.element):
+        return args.model
+    return default_reference_name(args.element)
+
+
+def _model_factory(args: argparse.Namespace):
+    """A calculator factory: the model is loaded once (a nequip package takes seconds) and reset per run."""
+    from mlptl.data.references import get_reference
+
+    if _is_reference(args.model, args.element):
+        calc = get_reference(args.element, args.model).calculator()  # no torch import for a reference
     else:
         from mlptl.model import load_calculator
+        from mlptl.tracking import resolve_model_uri
 
-        calc = load_calculator(model, element)
+        calc = load_calculator(resolve_model_uri(args.model, tracking_uri(args)), args.element)
 
     def factory():
         calc.reset()
@@ -74,8 +99,9 @@ def _stability_cmd(args: argparse.Namespace) -> int:
         overrides["criteria"] = tuple(c.strip() for c in args.criteria.split(",") if c.strip())
     overrides = {k: v for k, v in overrides.items() if v is not None}
     config = dataclasses.replace(StabilityConfig(), **overrides)
-    factory = _model_factory(args.model, args.element)
-    result = run_stability(factory, args.element, config, progress=not args.no_progress,
+    reference = _reference_name(args)
+    factory = _model_factory(args)
+    result = run_stability(factory, args.element, config, reference=reference, progress=not args.no_progress,
                            cache_dir=args.cache_dir)
     d = result.to_dict()
     d["model"] = args.model
@@ -118,18 +144,22 @@ def _properties_cmd(args: argparse.Namespace) -> int:
         "seed": args.seed,
     }
     config = dataclasses.replace(PropertyConfig(), **{k: v for k, v in overrides.items() if v is not None})
-    factory = _model_factory(args.model, args.element)
-    ref = get_reference(args.element, args.reference)
+    reference = _reference_name(args)
+    if reference is None:
+        raise InputError("properties are compared with a reference potential: name one with --reference")
+    args.reference = reference
+    factory = _model_factory(args)
+    ref = get_reference(args.element, reference)
     progress = not args.no_progress
-    ref_props = compute_properties(ref.calculator(), args.element, config=config, compare_structure=False,
-                                   progress=progress)
+    ref_props = compute_properties(ref.calculator(), args.element, reference=reference, config=config,
+                                   compare_structure=False, progress=progress)
     if args.model == args.reference:
         model_props = dict(ref_props)
         model_props.update(rdf_distance=0.0 if ref_props.get("rdf") else None,
                            adf_distance=0.0 if ref_props.get("adf") else None)
     else:
-        model_props = compute_properties(factory(), args.element, config=config, reference=ref_props,
-                                         progress=progress)
+        model_props = compute_properties(factory(), args.element, reference=reference, config=config,
+                                         reference_properties=ref_props, progress=progress)
     errors = compare_properties(model_props, ref_props)
     literature = compare_properties(model_props, ref.literature)
     d = {
@@ -152,7 +182,7 @@ def _properties_cmd(args: argparse.Namespace) -> int:
     if args.json:
         print_json(d)
         return 0
-    units = {"a0": "A", "ecoh": "eV/atom", "B": "GPa", "C11": "GPa", "C12": "GPa", "C44": "GPa",
+    units = {"a0": "A", "ecoh": "eV/atom", "e_per_atom": "eV/atom", "B": "GPa", "C11": "GPa", "C12": "GPa", "C44": "GPa",
              "C44_unrelaxed": "GPa", "volume": "A^3/atom"}
     print(f"{args.model} vs {args.reference} ({args.element})")
     print(f"{'property':<14} {'model':>10} {args.reference:>10} {'rel.err':>9} {'literature':>11}  unit")
@@ -179,7 +209,10 @@ def _cmd_evaluate_forces(args: argparse.Namespace) -> int:
     element = args.element or elements[0]
     if element not in elements:
         raise InputError(f"the data holds {elements}, not {element}", path=args.data)
-    result = force_errors(args.model, frames, element=element, prefix="test")
+    from mlptl.tracking import resolve_model_uri
+
+    model = str(resolve_model_uri(args.model, tracking_uri(args))) if args.model.startswith("models:/") else args.model
+    result = force_errors(model, frames, element=element, prefix="test")
     if args.json:
         print_json(result)
     else:
@@ -208,7 +241,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--replicas", type=int, default=None, help="runs per temperature (default 3)")
     s.add_argument("--steps", type=int, default=None, help="MD steps per run (default 10000)")
     s.add_argument("--timestep", type=float, default=None, help="fs (default 1)")
-    s.add_argument("--supercell", type=int, default=None, help="repeats of the cubic cell (default 2 = 64 atoms)")
+    s.add_argument("--supercell", type=int, default=None, help="repeats of the conventional cell (default: the fewest giving >= 64 atoms)")
     s.add_argument("--thermostat", choices=["langevin", "nose-hoover"], default=None)
     s.add_argument("--friction", type=float, default=None, help="1/fs (default 0.01)")
     s.add_argument("--check-every", type=int, default=None, help="steps between checks (default 10)")
@@ -226,11 +259,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "registered reference potential and its literature values.",
     )
     _add_model_args(p)
-    p.add_argument("--reference", default="sw", help="reference potential to compare with (default sw)")
     p.add_argument("--temperature", type=float, default=None, help="K for the RDF/ADF (default 900)")
     p.add_argument("--md-steps", type=int, default=None, help="sampled MD steps (default 2000; 0 skips RDF/ADF)")
     p.add_argument("--md-equilibration", type=int, default=None, help="MD steps before sampling (default 500)")
-    p.add_argument("--supercell", type=int, default=None, help="repeats of the cubic cell for the MD (default 2)")
+    p.add_argument("--supercell", type=int, default=None, help="repeats of the conventional cell for the MD (default: the fewest giving >= 64 atoms)")
     p.set_defaults(func=_properties_cmd)
 
     p = ev_sub.add_parser(
@@ -238,9 +270,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="force and energy errors of a model on labelled frames, overall and per group",
         description="Force MAE/RMSE (eV/A, over Cartesian components) and energy-per-atom MAE/RMSE (eV/atom).",
     )
-    p.add_argument("model", help="a trained *.nequip.zip, or a reference name (e.g. sw) with --element")
+    p.add_argument("model", help="a trained *.nequip.zip, models:/NAME/VERSION, or a reference name (e.g. sw)")
     p.add_argument("data", help="labelled frames: extxyz, mlearn JSON, or anything ASE reads")
     p.add_argument("--element", help="the element (default: the data's only element)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_store_arguments(p)
     p.set_defaults(func=_cmd_evaluate_forces)
 
