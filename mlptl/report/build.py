@@ -1,247 +1,226 @@
-"""A study's report, built from MLflow alone: pandas tables and matplotlib plots.
+"""A study's report, built from MLflow alone: the answer first, then the tables and plots behind it.
 
-Reading back from the tracking store (not from the driver's memory) means ``mlptl report STUDY`` can
-rebuild the report at any time, from any machine that reaches the store, for a study still running.
+Writes, into the report directory: report.md (and its PNGs), report.html (the same report, one
+self-contained page), headline.json (the flat headline metrics for the study's MLflow parent run),
+and CSVs of every table (cells, trials, cell_stats, paired_tests, learning_curve_fits, savings,
+headline_pairs).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from mlptl import metrics as M
 from mlptl import tracking as T
 from mlptl.errors import InputError
+from mlptl.fsutil import atomic_write_text
+from mlptl.report import statistics as S
+from mlptl.report.html import Block, to_html, to_markdown
+from mlptl.report.plots import write_plots
+from mlptl.report.runs import final_frame, load_runs, replicate_info
+from mlptl.report.summary import answer, selection_note
+from mlptl.report.tables import (
+    Analysis,
+    analyse,
+    cell_table,
+    ci_table,
+    fmt,
+    fmt_ci,
+    fmt_p,
+    headline_metrics_of,
+    pairs_matrix,
+    sources_table,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_runs", "cell_table", "build_report"]
+__all__ = ["build_report", "answer_text", "load_runs", "cell_table", "HEADLINE_FILE"]
+
+HEADLINE_FILE = "headline.json"
+TAG_SELECTION = "mlptl.selection_metric"
 
 
-def load_runs(tracking_uri: str, study: str) -> pd.DataFrame:
-    """All trial runs of a study, one row each, with tidy column names (no ``metrics.``/``params.``)."""
-    c = T.client(tracking_uri)
-    exp = c.get_experiment_by_name(study)
-    if exp is None:
-        raise InputError(f"no study named {study!r} in the tracking store {tracking_uri}")
-    runs = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_ROLE}` = 'trial'", max_results=50000)
-    df = pd.DataFrame(
-        [
-            {
-                "run_id": r.info.run_id,
-                "status_mlflow": r.info.status,
-                "start_time": r.info.start_time,
-                "end_time": r.info.end_time,
-                **{f"metrics.{k}": v for k, v in r.data.metrics.items()},
-                **{f"params.{k}": v for k, v in r.data.params.items()},
-                **{f"tags.{k}": v for k, v in r.data.tags.items()},
-            }
-            for r in runs
-        ]
+def _stacked(analyses: list[Analysis], table: str) -> pd.DataFrame:
+    """One analysis table over all sources, with a ``source`` column when there are several."""
+    frames = []
+    for a in analyses:
+        t = getattr(a, table).copy()
+        if len(analyses) > 1:
+            t.insert(0, "source", a.source)
+        frames.append(t)
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _cells_view(analyses: list[Analysis]) -> pd.DataFrame:
+    t = _stacked(analyses, "cells")
+    if t.empty:
+        return t
+    if "source" in t:  # scratch is shared by the sources: once, without one
+        t["source"] = t["source"].where(t["init"] != "scratch", "")
+        t = t.drop_duplicates(["source", "init", "train_size"])
+    return pd.DataFrame({
+        **({"source": t.source} if "source" in t else {}),
+        "init": t.init, "train frames": t.train_size, "replicates": t.n,
+        "mean test force MAE": t["mean"].map(fmt), "95% CI": [fmt_ci(lo, hi) for lo, hi in zip(t.ci_low, t.ci_high)],
+        "geometric mean": t.gmean.map(fmt), "std": t["std"].map(fmt),
+    }).sort_values(["train frames", "init"]).reset_index(drop=True)
+
+
+def _paired_view(analyses: list[Analysis]) -> pd.DataFrame:
+    t = _stacked(analyses, "paired")
+    if t.empty:
+        return t
+    return pd.DataFrame({
+        **({"source": t.source} if "source" in t else {}),
+        "train frames": t.train_size, "pairs": t.n_pairs, "transfer": t.mean_treatment.map(fmt),
+        "scratch": t.mean_control.map(fmt), "ratio": t.ratio.map(fmt),
+        "ratio 95% CI": [fmt_ci(lo, hi) for lo, hi in zip(t.ratio_ci_low, t.ratio_ci_high)],
+        "p (paired t, log)": t.t_p.map(fmt_p), "p (Wilcoxon)": t.wilcoxon_p.map(fmt_p),
+        "smallest Wilcoxon p possible": t.wilcoxon_min_p.map(fmt_p),
+        "low power": t.low_power.map(lambda v: "yes" if v else ""),
+    })
+
+
+def _fits_view(analyses: list[Analysis]) -> pd.DataFrame:
+    t = _stacked(analyses, "fits")
+    if t.empty:
+        return t
+    return pd.DataFrame({
+        **({"source": t.source} if "source" in t else {}),
+        "init": t.init, "sizes": t.sizes, "min replicates": t.min_replicates,
+        "a": t.a.map(fmt), "a 95% CI": [fmt_ci(lo, hi) for lo, hi in zip(t.a_ci_low, t.a_ci_high)],
+        "b (err ~ a n^-b)": t.b.map(lambda v: fmt(v, 3)),
+        "b 95% CI": [fmt_ci(lo, hi) for lo, hi in zip(t.b_ci_low, t.b_ci_high)],
+        "RMS log residual": t.rms_log_residual.map(fmt),
+    })
+
+
+def _savings_view(analyses: list[Analysis]) -> pd.DataFrame:
+    t = _stacked(analyses, "savings")
+    if t.empty:
+        return t
+    return pd.DataFrame({
+        **({"source": t.source} if "source" in t else {}),
+        "transfer frames": t.train_size, "replicates": t.n_replicates, "transfer error (geo. mean)": t.treatment_gmean.map(fmt),
+        "scratch frames to match": t.equivalent_size.map(lambda v: fmt(v, 3)), "savings S": t.savings.map(lambda v: fmt(v, 3)),
+        "S 95% CI": [fmt_ci(lo, hi) for lo, hi in zip(t.ci_low, t.ci_high)],
+        "extrapolated": [e or ("CI" if c else "") for e, c in zip(t.extrapolated, t.ci_extrapolated)],
+    })
+
+
+def _group_columns(final: pd.DataFrame, prefix: str) -> list[str]:
+    return sorted((c for c in final.columns if str(c).startswith(prefix)), key=lambda c: (len(c), c))
+
+
+def _blocks(study: str, df: pd.DataFrame, table: pd.DataFrame, final: pd.DataFrame, analyses: list[Analysis],
+            text: str, plots: list[str], n_boot: int, reps_note: str, selection: str | None) -> list[Block]:
+    spent, budget = table.epochs_spent.sum(), table.epochs_budget.sum()
+    b: list[Block] = [("h1", f"Study report: {study}"), ("answer", text)]
+    b.append(("p", f"{len(df)} trial runs; search: {int(table.trials.sum())} trials, {int(table.pruned.sum())} pruned, "
+                   f"{int(table.failed.sum())} failed; epochs run {spent:.0f} of a budget of {budget:.0f} "
+                   f"({(1 - spent / budget) * 100 if budget else 0:.0f}% saved by pruning). Final phase: {len(final)} "
+                   "finished re-trainings. Force errors in eV/Å on the test set."))
+    if len(analyses) > 1:
+        b += [("h2", "Source elements, ranked by data savings"), ("table", sources_table(analyses))]
+    b += [("h2", "Test force error per cell (final replicates)"), ("table", _cells_view(analyses))]
+    b += [("h2", "Transfer against scratch at each size (paired by replicate)"), ("table", _paired_view(analyses))]
+    if len(analyses) and any(len(a.pairs) for a in analyses):
+        b.append(("h2", "Transfer at N frames against scratch at M >= N frames"))
+        b.append(("p", "Entries: ratio of mean test force MAE (transfer at N / scratch at M) and the one-sided p-value "
+                       "for 'transfer at N has the lower error' (paired t-test on log errors at N = M, Welch's t-test "
+                       "at N != M). A large p is no evidence either way."))
+        for a in analyses:
+            if len(analyses) > 1:
+                b.append(("p", f"Source {a.source}:"))
+            b.append(("table", pairs_matrix(a)))
+    b += [("h2", "Learning curves"), ("table", _fits_view(analyses))]
+    if "learning_curve.png" in plots:
+        b.append(("img", "learning_curve.png"))
+    b += [("h2", "Data-savings factor S(n)"),
+          ("p", "S(n) = the scratch training size whose fitted error equals transfer's mean error at n, divided by n."),
+          ("table", _savings_view(analyses))]
+    if "savings.png" in plots:
+        b.append(("img", "savings.png"))
+    temp = [c for c in _group_columns(final, f"{M.TEST_FORCES_MAE}.")]
+    if temp:
+        b += [("h2", "Test force MAE by data group (mean [95% CI] over replicates)"),
+              ("table", ci_table(final, temp + [M.TEST_ENERGY_PER_ATOM_MAE] if M.TEST_ENERGY_PER_ATOM_MAE in final else temp, n_boot))]
+    stab = _group_columns(final, "stability_stable_fraction.") + _group_columns(final, "stability_median_ttf_ps.")
+    if stab:
+        b += [("h2", "MD stability (stable fraction and median time to failure in ps; mean [95% CI] over replicates)"),
+              ("table", ci_table(final, stab, n_boot))]
+        if "stability.png" in plots:
+            b.append(("img", "stability.png"))
+    b += [("h2", "Search and final cells"), ("table", table)]
+    b += [("img", p) for p in plots if p in ("hyperparameters.png", "pruning.png")]
+    b += [("h2", "Methods"), ("p", _methods(n_boot, reps_note, selection))]
+    return b
+
+
+def _methods(n_boot: int, reps_note: str, selection: str | None) -> str:
+    return (
+        f"Selection: {selection_note(selection)} Replicates: {reps_note} "
+        f"Confidence intervals: 95 %, expanded-percentile bootstrap (Hesterberg 2015) over replicates, {n_boot} "
+        "resamples, seeded; at each size the same replicate ids are drawn for both inits, so pairs stay pairs. "
+        "Tests: paired t-test on log errors between inits at one size (Wilcoxon signed-rank, exact, as a check "
+        "that needs no normality; it cannot reach p < 0.05 below 6 pairs); Welch's t-test on log errors between "
+        "different sizes. Learning curves: log(err) = log(a) - b log(n), least squares over every replicate; "
+        "no floor term, which 2-5 sizes cannot identify. Savings factor: scratch's curve inverted at transfer's "
+        "geometric-mean error, CI from the same bootstrap. Functions: `mlptl.report.statistics`."
     )
-    if df.empty:
-        return df
-    params = {c.split(".", 1)[1] for c in df.columns if c.startswith("params.")}
-
-    def tidy(col: str) -> str:
-        if col.startswith("params."):
-            return col.split(".", 1)[1]
-        if col.startswith("metrics."):
-            name = col.split(".", 1)[1]
-            # a per-epoch metric named like a parameter (the scheduled lr) keeps its last value apart
-            return f"last_{name}" if name in params else name
-        return col
-
-    df = df.rename(columns=tidy)
-    df["cell"] = df[f"tags.{T.TAG_CELL}"]
-    df["phase"] = df[f"tags.{T.TAG_PHASE}"]
-    df["status"] = df[f"tags.{T.TAG_STATUS}"]
-    df["trial_key"] = df[f"tags.{T.TAG_TRIAL_KEY}"]
-    df["epochs_run"] = pd.to_numeric(df.get("tags.mlptl.epochs_run"), errors="coerce")
-    for col in ("train_size", "lr", "freeze_depth", "seed", "max_epochs"):
-        if col in df:
-            df[col] = pd.to_numeric(df[col], errors="coerce")
-    return df
 
 
-def _stable_cols(df: pd.DataFrame) -> list[str]:
-    return sorted(c for c in df.columns if str(c).startswith("stability_stable_fraction."))
+def _selection_metric(final: pd.DataFrame) -> str | None:
+    """The metric the final runs say chose them (tag ``mlptl.selection_metric``), None if unrecorded."""
+    col = f"tags.{TAG_SELECTION}"
+    if col in final and final[col].notna().any():
+        return ", ".join(sorted(final[col].dropna().astype(str).unique()))
+    return None
 
 
-def cell_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: search effort and pruning, and the re-trained best over seeds."""
-    rows = []
-    for cell, g in df.groupby("cell"):
-        s = g[g.phase == "search"]
-        f = g[(g.phase == "final") & (g.status == "finished")]
-        # Pruning savings count trials that trained (finished or pruned); failed trials spent nothing.
-        budget = float(s.loc[s.status.isin(["finished", "pruned"]), "max_epochs"].fillna(0).sum())
-        row = {
-            "cell": cell,
-            "init": g["init"].iloc[0],
-            "train_size": int(g["train_size"].iloc[0]),
-            "trials": len(s),
-            "finished": int((s.status == "finished").sum()),
-            "pruned": int((s.status == "pruned").sum()),
-            "failed": int((s.status == "failed").sum()),
-            "epochs_spent": float(s["epochs_run"].fillna(0).sum()),
-            "epochs_budget": budget,
-            "best_val_forces_mae": float(s.get("best_val_forces_mae", pd.Series(dtype=float)).min()),
-            "seeds": len(f),
-        }
-        if len(f) and M.TEST_FORCES_MAE in f:
-            mae = f[M.TEST_FORCES_MAE].astype(float)
-            row.update(
-                test_forces_mae_best=float(mae.min()),
-                test_forces_mae_median=float(mae.median()),
-                test_forces_mae_mean=float(mae.mean()),
-                test_forces_mae_std=float(mae.std(ddof=0)),
-            )
-            if "lr" in f:
-                row["lr"] = float(f["lr"].iloc[0])
-            if "freeze_depth" in f:
-                row["freeze_depth"] = int(f["freeze_depth"].iloc[0])
-            for col in _stable_cols(f):
-                row[col.replace("stability_", "")] = float(f[col].astype(float).mean())
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    if not table.empty:
-        table = table.sort_values(["train_size", "init"]).reset_index(drop=True)
-    return table
+def _prepare(df: pd.DataFrame, n_boot: int, seed: int):
+    final = final_frame(df)
+    reps = replicate_info(final)
+    analyses = analyse(final, n_boot=n_boot, seed=seed)
+    element = str(final["element"].dropna().iloc[0]) if "element" in final and final["element"].notna().any() else None
+    selection = _selection_metric(final)
+    return final, reps, analyses, answer(analyses, reps, element, selection), selection
 
 
-def _markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    """A Markdown table without pulling in `tabulate` (pandas' to_markdown needs it)."""
-    if df.empty:
-        return "(no rows)\n"
-    cols = list(df.columns)
-
-    def fmt(v):
-        if isinstance(v, float):
-            return "" if np.isnan(v) else format(v, floatfmt)
-        return str(v)
-
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
+def answer_text(runs_df: pd.DataFrame, n_boot: int = S.N_BOOT, seed: int = 0) -> str:
+    """The report's first paragraph for runs from :func:`load_runs`, without writing anything."""
+    return _prepare(runs_df, n_boot, seed)[3]
 
 
-def _plots(df: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    made = []
-    colors = {"scratch": "tab:blue", "transfer": "tab:orange"}
-    final = df[(df.phase == "final") & (df.status == "finished")]
-
-    # learning curve
-    if not final.empty and M.TEST_FORCES_MAE in final:
-        fig, ax = plt.subplots(figsize=(5, 4))
-        for init, g in final.groupby("init"):
-            stats = g.groupby("train_size")[M.TEST_FORCES_MAE].agg(["mean", "std", "min", "max"]).reset_index()
-            ax.errorbar(stats.train_size, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=init, color=colors.get(init))
-            ax.scatter(g.train_size, g[M.TEST_FORCES_MAE], s=10, alpha=0.4, color=colors.get(init))
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        sizes = sorted(final.train_size.dropna().unique())
-        ax.set_xticks(sizes, [str(int(n)) for n in sizes])
-        ax.minorticks_off()
-        ax.set_xlabel("target training frames")
-        ax.set_ylabel("test force MAE (eV/Å)")
-        ax.set_title("Learning curve: scratch vs transfer")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "learning_curve.png", dpi=120)
-        plt.close(fig)
-        made.append("learning_curve.png")
-
-    # stability
-    scols = _stable_cols(final) if not final.empty else []
-    if scols:
-        fig, ax = plt.subplots(figsize=(5, 4))
-        for init, g in final.groupby("init"):
-            for col, ls in zip(scols, ["-", "--", ":", "-."] * 4):
-                s = g.groupby("train_size")[col].mean()
-                ax.plot(s.index, s.values, marker="o", ls=ls, color=colors.get(init), label=f"{init} {col.split('.')[-1]}")
-        ax.set_xscale("log")
-        ax.set_ylim(-0.05, 1.05)
-        ax.set_xlabel("target training frames")
-        ax.set_ylabel("stable fraction of MD runs")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "stability.png", dpi=120)
-        plt.close(fig)
-        made.append("stability.png")
-
-    # hyperparameters: lr and freeze depth against the search trials' best validation error
-    search = df[(df.phase == "search") & df.get("best_val_forces_mae", pd.Series(dtype=float)).notna()]
-    if not search.empty:
-        fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-        for (init, n), g in search.groupby(["init", "train_size"]):
-            axes[0].scatter(g.lr, g.best_val_forces_mae, label=f"{init} n={n}", color=colors.get(init), marker="o" if n == search.train_size.min() else "s", alpha=0.7)
-        axes[0].set_xscale("log")
-        axes[0].set_xlabel("learning rate")
-        axes[0].set_ylabel("best validation force MAE (eV/Å)")
-        axes[0].legend(fontsize=7)
-        tr = search[search.init == "transfer"]
-        if not tr.empty:
-            for n, g in tr.groupby("train_size"):
-                s = g.groupby("freeze_depth").best_val_forces_mae.min()
-                axes[1].plot(s.index, s.values, marker="o", label=f"n={n}")
-            axes[1].set_xlabel("freeze depth (transfer)")
-            axes[1].set_ylabel("best validation force MAE (eV/Å)")
-            axes[1].legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "hyperparameters.png", dpi=120)
-        plt.close(fig)
-        made.append("hyperparameters.png")
-
-    # pruning savings
-    if not table.empty:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        x = np.arange(len(table))
-        ax.bar(x - 0.2, table.epochs_budget, 0.4, label="budget (trained trials x max epochs)", color="lightgray")
-        ax.bar(x + 0.2, table.epochs_spent, 0.4, label="epochs run", color="tab:green")
-        ax.set_xticks(x, table.cell, rotation=30, ha="right")
-        ax.set_ylabel("epochs")
-        ax.set_title("Pruning savings per cell")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "pruning.png", dpi=120)
-        plt.close(fig)
-        made.append("pruning.png")
-    return made
-
-
-def build_report(tracking_uri: str, study: str, out: str | Path) -> Path:
-    """Write report.md, cells.csv, trials.csv and the plots into ``out``; returns ``out``."""
+def build_report(tracking_uri: str, study: str, out: str | Path, n_boot: int = S.N_BOOT, seed: int = 0) -> Path:
+    """Write the report into ``out`` and return ``out``; the headline metrics are in ``out/headline.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     df = load_runs(tracking_uri, study)
     if df.empty:
         raise InputError(f"study {study!r} has no trial runs yet")
     table = cell_table(df)
+    final, reps, analyses, text, selection = _prepare(df, n_boot, seed)
+
     table.to_csv(out / "cells.csv", index=False)
-    keep = [c for c in ["trial_key", "cell", "phase", "status", "init", "train_size", "lr", "freeze_depth", "seed", "epochs_run", "best_val_forces_mae", M.TEST_FORCES_MAE, M.TEST_ENERGY_PER_ATOM_MAE, f"tags.{T.TAG_REASON}"] if c in df]
+    keep = [c for c in ["trial_key", "cell", "phase", "status", "init", "source", "train_size", "replicate", "lr",
+                        "freeze_depth", "seed", "epochs_run", "best_val_forces_mae", M.TEST_FORCES_MAE,
+                        M.TEST_ENERGY_PER_ATOM_MAE, f"tags.{T.TAG_REASON}"] if c in df]
     df[keep].sort_values(["cell", "phase", "trial_key"]).to_csv(out / "trials.csv", index=False)
-    plots = _plots(df, table, out)
-    spent, budget = table.epochs_spent.sum(), table.epochs_budget.sum()
-    lines = [
-        f"# Study report: {study}\n",
-        f"{len(df)} trial runs; search: {int(table.trials.sum())} trials, {int(table.pruned.sum())} pruned, "
-        f"{int(table.failed.sum())} failed; epochs run {spent:.0f} of a budget of {budget:.0f} "
-        f"({(1 - spent / budget) * 100 if budget else 0:.0f}% saved by pruning).\n",
-        "Force errors in eV/Å (test set, re-trained best configuration of each cell, over seeds).\n",
-        "## Cells\n",
-        _markdown(table),
-    ]
-    for p in plots:
-        lines.append(f"\n![{p}]({p})\n")
-    (out / "report.md").write_text("\n".join(lines))
+    for name in ("cells", "paired", "fits", "savings", "pairs"):
+        file = {"cells": "cell_stats", "paired": "paired_tests", "fits": "learning_curve_fits", "pairs": "headline_pairs"}
+        _stacked(analyses, name).to_csv(out / f"{file.get(name, name)}.csv", index=False)
+    headline = headline_metrics_of(analyses)
+    atomic_write_text(out / HEADLINE_FILE, json.dumps(headline, indent=1, sort_keys=True))
+
+    plots = write_plots(df, final, table, analyses, out)
+    blocks = _blocks(study, df, table, final, analyses, text, plots, n_boot, reps.note(), selection)
+    atomic_write_text(out / "report.md", to_markdown(blocks))
+    atomic_write_text(out / "report.html", to_html(blocks, f"Study report: {study}", out))
     log.info("report written to %s", out)
     return out
