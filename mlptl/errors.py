@@ -28,11 +28,12 @@ class StudyFailed(RuntimeError):
     """A study ran but produced nothing to answer with (e.g. no trial finished): exit code 1, not a report."""
 
 
-class Interrupted(Exception):
+class Interrupted(KeyboardInterrupt):
     """The user or the scheduler stopped the run (SIGINT, SIGTERM); state is saved, ``--resume`` finishes it.
 
-    Deliberately not a KeyboardInterrupt subclass: library code that swallows KeyboardInterrupt (Ray Tune
-    does, to save its state) must not swallow this.
+    A KeyboardInterrupt, because that is the one exception Ray's C++ core lets a signal handler raise
+    through a blocking ``ray.get``/``ray.wait`` (any other becomes a SystemError there); Ray Tune's own
+    SIGINT handler, which would swallow it, is disabled (``TUNE_DISABLE_SIGINT_HANDLER``).
     """
 
     def __init__(self, signum: int, message: str = ""):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
+import signal
 import sys
 import time
 
@@ -54,11 +55,14 @@ def run(study: Study, *, resume: bool = False) -> StudyResult:
                 c.log_artifacts(result.parent_run_id, str(result.report_dir), "report")
                 result.headline = _headline(result)
                 T.log_metrics(c, result.parent_run_id, result.headline)
-            except Interrupted:
+            except KeyboardInterrupt:
                 raise
             except Exception:
                 log.exception("building the report failed; the runs are intact: rebuild with `mlptl report`")
-    except Interrupted as e:
+    except KeyboardInterrupt as e:
+        from mlptl.study.signals import interrupted
+
+        e = e if isinstance(e, Interrupted) else Interrupted(interrupted() or signal.SIGINT)
         c.set_tag(result.parent_run_id, T.TAG_STATUS, "interrupted")
         c.set_tag(result.parent_run_id, T.TAG_RESUME, command)
         c.set_terminated(result.parent_run_id, "KILLED")

@@ -15,6 +15,7 @@ registered, and :class:`~mlptl.errors.Interrupted` propagates; ``resume=True`` t
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -110,7 +111,7 @@ class _Run:
 
 def run_study(study: Study, *, resume: bool = False, resume_command: str | None = None) -> StudyResult:
     """Run (or with ``resume``, finish) a study. Everything is validated before Ray starts."""
-    from mlptl.study.signals import stop_on_signals
+    from mlptl.study.signals import interrupted, stop_on_signals
 
     study.validate()
     with stop_on_signals():
@@ -120,9 +121,11 @@ def run_study(study: Study, *, resume: bool = False, resume_command: str | None 
             cells = _search(run)
             _final(run, cells)
             registered = _register(run)
-        except Interrupted as e:
-            _mark_interrupted(run, e, resume_command)
-            raise
+        except KeyboardInterrupt as e:
+            # Ray re-raises a plain KeyboardInterrupt from inside ray.wait; the signal handler knows which.
+            stop = e if isinstance(e, Interrupted) else Interrupted(interrupted() or signal.SIGINT)
+            _mark_interrupted(run, stop, resume_command)
+            raise stop from None
         except StudyFailed as e:
             run.client.set_tag(run.parent_id, T.TAG_STATUS, "failed")
             run.client.set_tag(run.parent_id, T.TAG_REASON, str(e)[:4000])

@@ -20,9 +20,10 @@ from mlptl.errors import Interrupted
 
 log = logging.getLogger(__name__)
 
-__all__ = ["stop_on_signals", "interrupted"]
+__all__ = ["stop_on_signals", "interrupted", "reinstall"]
 
-_state: dict[str, int | None] = {"signum": None}
+_state: dict[str, int | None] = {"signum": None, "active": 0}
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def interrupted() -> int | None:
@@ -46,12 +47,22 @@ def stop_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.getsignal(s) for s in _SIGNALS}
     _state["signum"] = None
+    _state["active"] = 1
     for s in old:
         signal.signal(s, _handler)
     try:
         yield
     finally:
+        _state["active"] = 0
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def reinstall() -> None:
+    """Take SIGTERM back after ``ray.init``: Ray's C++ core installs a crash handler for it that aborts the
+    driver (exit 134) without any bookkeeping."""
+    if _state["active"] and threading.current_thread() is threading.main_thread():
+        for s in _SIGNALS:
+            signal.signal(s, _handler)

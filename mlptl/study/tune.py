@@ -29,6 +29,9 @@ def init_ray() -> None:
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     # Workers must import mlptl and find the same files; locally they share this machine's Python.
     ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    from mlptl.study.signals import reinstall
+
+    reinstall()
     log.info("Ray resources: %s", ray.cluster_resources())
 
 
