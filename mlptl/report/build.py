@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 __all__ = ["build_report", "answer_text", "load_runs", "cell_table", "HEADLINE_FILE"]
 
 HEADLINE_FILE = "headline.json"
-TAG_SELECTION = "mlptl.selection_metric"
+TAG_SELECTION = T.TAG_SELECTION
 
 
 def _stacked(analyses: list[Analysis], table: str) -> pd.DataFrame:

@@ -19,9 +19,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["load_runs", "final_frame", "Replicates", "replicate_info", "sources", "for_source"]
 
-TAG_REPLICATE = "mlptl.replicate"
-#: Where a run may record which training subset it used (param or tag); absent in older stores.
-SUBSET_COLUMNS = ("subset", "tags.mlptl.subset")
+TAG_REPLICATE = T.TAG_REPLICATE
+#: Where a run records which training subset it used (the study logs param ``subset_seed``); absent in older stores.
+SUBSET_COLUMNS = ("subset_seed",)
 
 
 def load_runs(tracking_uri: str, study: str) -> pd.DataFrame:

@@ -75,6 +75,7 @@ def register_best_models(c, exp_id: str, study: Study) -> dict[str, str]:
         )
         if not runs:
             continue
+        runs_all = runs
         selected_by = M.BEST_VAL_FORCES_MAE
         if study.selection == "val_stable":
             stable = [r for r in runs if _is_stable(r)]
@@ -88,10 +89,11 @@ def register_best_models(c, exp_id: str, study: Study) -> dict[str, str]:
             T.TAG_STUDY: study.name,
             T.TAG_CELL: cell.id,
             "element": study.target_element,
-            T.TAG_SELECTED_BY: selected_by,
+            T.TAG_SELECTION: selected_by,
         }
         version = T.register_model(c, run.info.run_id, name, tags)
-        c.set_tag(run.info.run_id, T.TAG_SELECTED_BY, selected_by)
+        for r in runs_all:  # every replicate says what chose among them; the registered one is the model's run
+            c.set_tag(r.info.run_id, T.TAG_SELECTION, selected_by)
         out[cell.id] = f"{name}/{version}"
         log.info(
             "registered %s version %s, selected by %s = %.4f eV/A (test force MAE %.4f, reported only)",
