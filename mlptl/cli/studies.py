@@ -43,7 +43,7 @@ def study_rows(uri: str) -> list[dict]:
         if not parents:
             continue
         parent = parents[0]
-        trials = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_ROLE}` = 'trial'", max_results=100000)
+        trials = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_ROLE}` = 'trial'", max_results=50000)
         states: dict[str, int] = {}
         for r in trials:
             st = r.data.tags.get(T.TAG_STATUS, "?")

@@ -124,7 +124,10 @@ def run_study(study: Study, *, resume: bool = False, resume_command: str | None 
         except KeyboardInterrupt as e:
             # Ray re-raises a plain KeyboardInterrupt from inside ray.wait; the signal handler knows which.
             stop = e if isinstance(e, Interrupted) else Interrupted(interrupted() or signal.SIGINT)
-            _mark_interrupted(run, stop, resume_command)
+            try:
+                _mark_interrupted(run, stop, resume_command)
+            except Exception:  # the exit code must still say "interrupted"; resume reconciles the rest
+                log.exception("recording the interruption failed")
             raise stop from None
         except StudyFailed as e:
             run.client.set_tag(run.parent_id, T.TAG_STATUS, "failed")
@@ -306,7 +309,7 @@ def _mark_interrupted(run: _Run, e: Interrupted, resume_command: str | None) -> 
     for r in c.search_runs(
         [run.exp_id],
         filter_string=f"tags.`{T.TAG_ROLE}` = 'trial' and tags.`{T.TAG_STATUS}` = 'running'",
-        max_results=100000,
+        max_results=50000,
     ):
         T.set_status(c, r.info.run_id, "interrupted")
     c.set_terminated(run.parent_id, "KILLED")
