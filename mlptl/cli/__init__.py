@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlptl.cli import data, evaluate, studies, train
+from mlptl.cli import data, evaluate, export, studies, train
 from mlptl.cli._common import run_with_errors
 
 __all__ = ["main", "build_parser"]
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlptl", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (data, train, evaluate, studies):
+    for group in (data, train, evaluate, studies, export):
         group.add_commands(sub)
     return p
 
