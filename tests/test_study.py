@@ -213,3 +213,20 @@ def test_study_file_loads_and_overrides(tmp_path):
     (tmp_path / "bad.py").write_text("STUDY = 3\n")
     with pytest.raises(InputError, match="must define STUDY"):
         load_study(tmp_path / "bad.py")
+
+
+# ---------------------------------------------------------------- several sources for one target
+def test_source_selection_makes_a_transfer_cell_per_source(tmp_path):
+    from mlptl.study.load import load_study
+
+    study = load_study("studies/source_selection.py")
+    study.validate()
+    ids = [c.id for c in study.cells()]
+    assert ids == ["scratch-n4", "scratch-n16", "Si-transfer-n4", "C-transfer-n4", "Si-transfer-n16", "C-transfer-n16"]
+    with pytest.raises(InputError, match="study field pretraining: one Pretraining per source"):
+        replace(study, pretraining={"Si": study.pretraining["Si"]}).validate()
+    with pytest.raises(InputError, match="study field source_element: unknown element 'Xx'"):
+        replace(study, source_element=("Si", "Xx"), pretraining={**study.pretraining, "Xx": study.pretraining["C"]}).validate()
+    # one source keeps the single-source cell names
+    single = replace(study, source_element="Si", pretraining=study.pretraining["Si"])
+    assert [c.id for c in single.cells()][2:] == ["transfer-n4", "transfer-n16"]

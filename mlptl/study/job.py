@@ -126,7 +126,7 @@ class TrialJob:
         return {
             "cell": self.cell,
             "init": self.init,
-            "source_element": self.source_element,
+            **({"source_element": self.source_element} if self.init == "transfer" else {}),
             "element": self.element,
             "train_size": self.train_size,
             "seed": self.seed,

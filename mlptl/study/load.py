@@ -87,7 +87,10 @@ def apply_overrides(study: Study, args: argparse.Namespace) -> Study:
 def smoke(study: Study) -> Study:
     """The same study at minimal sizes: every phase runs, nothing is meant to be compared."""
     ev = replace(study.evaluation, stability_steps=50, stability_replicas=1, stability_temperatures=study.evaluation.stability_temperatures[:1], properties=False)
-    pre = replace(study.pretraining, max_epochs=min(study.pretraining.max_epochs, 3))
+    def short(p):
+        return replace(p, max_epochs=min(p.max_epochs, 3))
+
+    pre = {k: short(v) for k, v in study.pretraining.items()} if isinstance(study.pretraining, dict) else short(study.pretraining)
     return replace(
         study,
         name=f"{study.name}-smoke",

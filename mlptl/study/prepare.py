@@ -29,11 +29,11 @@ def resolve_data(source: DataSource, cache_dir: Path) -> Path:
     return source.resolved_path()
 
 
-def pretrain_key(study: Study, data_hash: str) -> str:
+def pretrain_key(study: Study, source: str, data_hash: str) -> str:
     """The cache key of a pretrained model: everything that determines its weights."""
-    p = study.pretraining
+    p = study.pretraining_for(source)
     spec = {
-        "element": study.source_element,
+        "element": source,
         "data": data_hash,
         "model": p.model if isinstance(p.model, str) else asdict(p.model),
         "epochs": p.max_epochs,
@@ -48,24 +48,24 @@ def pretrain_key(study: Study, data_hash: str) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def pretrain(study: Study, storage: Path) -> tuple[Path, dict[str, Any]]:
-    """The source-element model: given, or trained once per spec and cached in the storage dir."""
-    p = study.pretraining
+def pretrain(study: Study, storage: Path, source: str) -> tuple[Path, dict[str, Any]]:
+    """The model of one source element: given, or trained once per spec and cached in the storage dir."""
+    p = study.pretraining_for(source)
     if p.pretrained:
         return Path(os.path.expandvars(os.path.expanduser(p.pretrained))).resolve(), {"pretrained": "given"}
     from mlptl.data.readers import data_hash
     from mlptl.train import TrainSpec, train
 
     data = resolve_data(p.data, storage / "data")
-    key = pretrain_key(study, data_hash(data))
-    out = storage / "pretrained" / f"{study.source_element}-{key}"
+    key = pretrain_key(study, source, data_hash(data))
+    out = storage / "pretrained" / f"{source}-{key}"
     model = out / "model.nequip.zip"
     if model.is_file() and (out / "metrics.json").is_file():
-        log.info("pretrained %s model found in cache: %s", study.source_element, model)
+        log.info("pretrained %s model found in cache: %s", source, model)
         return model, json.loads((out / "metrics.json").read_text())
-    log.info("pretraining the %s model (%d epochs) into %s", study.source_element, p.max_epochs, out)
+    log.info("pretraining the %s model (%d epochs) into %s", source, p.max_epochs, out)
     spec = TrainSpec(
-        element=study.source_element,
+        element=source,
         data=str(data),
         out=str(out),
         test_data=str(p.data.resolved_test_path()) if p.data.test_path else None,
@@ -81,5 +81,5 @@ def pretrain(study: Study, storage: Path) -> tuple[Path, dict[str, Any]]:
     from mlptl.evaluate.forces import evaluate_test_set
 
     result = train(spec)
-    test = evaluate_test_set(result.model_path, result.test_path, element=study.source_element, out=out)
+    test = evaluate_test_set(result.model_path, result.test_path, element=source, out=out)
     return result.model_path, {**result.metrics, **test}

@@ -64,7 +64,7 @@ class _Run:
     started: float
     target_data: Path | None = None
     target_test: Path | None = None
-    pretrained: Path | None = None
+    pretrained: dict[str, Path] = field(default_factory=dict)  # per source element
 
     def trial_dir(self, cell: Cell, key: str) -> Path:
         return self.storage / "trials" / cell.id / key
@@ -75,12 +75,14 @@ class _Run:
     ) -> TrialJob:
         s = self.study
         final = phase == "final"
+        source = cell.source or s.sources[0]
+        pretrained = self.pretrained.get(source) if cell.init == "transfer" else None
         return TrialJob(
             study=s.name,
             trial_key=key,
             cell=cell.id,
             phase=phase,
-            source_element=s.source_element,
+            source_element=source,
             element=s.target_element,
             init=cell.init,
             train_size=cell.train_size,
@@ -91,12 +93,12 @@ class _Run:
             run_dir=str(self.trial_dir(cell, key)),
             data=str(self.target_data),
             test_data=str(self.target_test) if self.target_test else None,
-            pretrained=str(self.pretrained) if self.pretrained else None,
+            pretrained=str(pretrained) if pretrained else None,
             max_epochs=s.max_epochs,
             val_size=s.val_size,
             test_size=s.test_size,
             split_seed=s.split_seed,
-            model=s.model if s.model is not None else s.pretraining.model,
+            model=s.model if s.model is not None else s.pretraining_for(source).model,
             train_groups=s.train_groups,
             test_groups=s.test_groups,
             tracking_uri=self.uri,
@@ -188,20 +190,23 @@ def _prepare(run: _Run) -> None:
     init_ray()
     cpus = s.resources.cpus_per_trial
     target_ref = run_task(resolve_data, s.target_data, run.storage / "data", num_cpus=cpus)
-    pre_ref = None
+    pre_refs = {}
     if "transfer" in s.inits:
         gpus = 1 if s.resources.gpus_per_trial else 0  # else it would use its node's GPUs unaccounted
-        pre_ref = run_task(pretrain, s, run.storage, num_cpus=cpus, num_gpus=gpus)
+        pre_refs = {src: run_task(pretrain, s, run.storage, src, num_cpus=cpus, num_gpus=gpus) for src in s.sources}
     run.target_data = get(target_ref)
     run.target_test = s.target_data.resolved_test_path()
-    run.pretrained, pre_metrics = get(pre_ref) if pre_ref is not None else (None, {})
     c.set_tag(run.parent_id, T.TAG_TARGET_DATA, str(run.target_data))
     c.set_tag(run.parent_id, T.TAG_TARGET_DATA_SHA, data_hash(run.target_data))
     if run.target_test:
         c.set_tag(run.parent_id, T.TAG_TARGET_TEST_SHA, data_hash(run.target_test))
-    if run.pretrained:
-        c.set_tag(run.parent_id, T.TAG_PRETRAINED, str(run.pretrained))
-        numeric = {f"pretrain_{k}": v for k, v in pre_metrics.items() if isinstance(v, int | float) and "." not in k}
+    several = len(pre_refs) > 1
+    for src, ref in pre_refs.items():
+        path, pre_metrics = get(ref)
+        run.pretrained[src] = path
+        suffix = f".{src}" if several else ""
+        c.set_tag(run.parent_id, T.TAG_PRETRAINED + suffix, str(path))
+        numeric = {f"pretrain_{k}{suffix}": v for k, v in pre_metrics.items() if isinstance(v, int | float) and "." not in k}
         T.log_metrics(c, run.parent_id, numeric)
 
 

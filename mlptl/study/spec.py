@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from mlptl.data.generate import GenerationSpec
 from mlptl.errors import InputError
-from mlptl.model.spec import ModelSpec, max_freeze_depth, model_preset
+from mlptl.model.spec import ModelSpec, model_preset
 
 __all__ = [
     "DataSource",
@@ -41,7 +40,9 @@ SAMPLERS = ("tpe", "random", "qmc")
 
 
 def _err(field_name: str, message: str) -> InputError:
-    return InputError(f"study field {field_name}: {message}")
+    from mlptl.study.validate import field_error
+
+    return field_error(field_name, message)
 
 
 @dataclass(frozen=True)
@@ -148,14 +149,17 @@ class Resources:
 
 @dataclass(frozen=True)
 class Cell:
-    """One (init, training size) pair: search and pruning compare trials within a cell only."""
+    """One (init, training size) pair, and for transfer in a study of several sources, the source: search
+    and pruning compare trials within a cell only."""
 
     init: str
     train_size: int
+    source: str | None = None
 
     @property
     def id(self) -> str:
-        return f"{self.init}-n{self.train_size}"
+        prefix = f"{self.source}-" if self.source else ""
+        return f"{prefix}{self.init}-n{self.train_size}"
 
 
 SELECTIONS = ("val", "val_stable")
@@ -177,12 +181,16 @@ class Study:
 
     ``target_reference``: the reference potential of the target element used by the evaluation
     (reference RDF, properties); default: the one that generated the target data, none for files.
+
+    Source selection: ``source_element=("Si", "C")`` with ``pretraining={"Si": ..., "C": ...}`` compares
+    transfer from each source (cells ``Si-transfer-n10``, ``C-transfer-n10``) against one shared scratch
+    baseline; each source is pretrained once, and the report ranks the sources by data-savings factor.
     """
 
     name: str
-    source_element: str
+    source_element: str | tuple[str, ...]
     target_element: str
-    pretraining: Pretraining
+    pretraining: Pretraining | dict[str, Pretraining]
     target_data: DataSource
     train_sizes: tuple[int, ...] = (10, 50)
     inits: tuple[str, ...] = INITS
@@ -209,8 +217,29 @@ class Study:
     description: str = ""
 
     # ------------------------------------------------------------ derived
+    @property
+    def sources(self) -> tuple[str, ...]:
+        s = self.source_element
+        return (s,) if isinstance(s, str) else tuple(s)
+
+    def pretraining_for(self, source: str) -> Pretraining:
+        if isinstance(self.pretraining, Pretraining):
+            return self.pretraining
+        try:
+            return self.pretraining[source]
+        except KeyError:
+            raise _err("pretraining", f"no Pretraining for source element {source!r}") from None
+
     def cells(self) -> list[Cell]:
-        return [Cell(init, n) for init in self.inits for n in self.train_sizes]
+        several = len(self.sources) > 1
+        out = []
+        for init in self.inits:
+            for n in self.train_sizes:
+                if init == "transfer" and several:
+                    out += [Cell(init, n, src) for src in self.sources]
+                else:
+                    out.append(Cell(init, n))
+        return out
 
     def subset_seed(self, replicate: int) -> int:
         """The training-subset draw of replicate r (r = 0 is the split seed's own order)."""
@@ -230,7 +259,7 @@ class Study:
 
     def target_model_spec(self) -> ModelSpec:
         """Scratch models use the pretraining architecture unless the study names another."""
-        return model_preset(self.model) if self.model is not None else self.pretraining.model_spec()
+        return model_preset(self.model) if self.model is not None else self.pretraining_for(self.sources[0]).model_spec()
 
     def storage_dir(self) -> Path:
         return Path(os.path.expandvars(os.path.expanduser(self.storage))).resolve()
@@ -246,136 +275,10 @@ class Study:
 
     # ------------------------------------------------------------ validation
     def validate(self, *, check_data: bool = True) -> None:
-        """Every check that needs no training. Raises InputError naming the field."""
-        from ase.data import atomic_numbers
+        """Every check that needs no training (:func:`mlptl.study.validate.validate_study`)."""
+        from mlptl.study.validate import validate_study
 
-        if not self.name or any(c in self.name for c in "/\\:"):
-            raise _err("name", f"{self.name!r} must be non-empty and contain no '/', '\\' or ':'")
-        for f in ("source_element", "target_element"):
-            if getattr(self, f) not in atomic_numbers:
-                raise _err(f, f"unknown element {getattr(self, f)!r}")
-        for init in self.inits:
-            if init not in INITS:
-                raise _err("inits", f"{init!r} is not one of {INITS}")
-        if not self.inits:
-            raise _err("inits", "no inits to compare")
-        if not self.train_sizes or any(int(n) < 1 for n in self.train_sizes):
-            raise _err("train_sizes", f"need positive sizes, got {self.train_sizes}")
-        if self.trials_per_cell < 1:
-            raise _err("trials_per_cell", "must be at least 1")
-        if self.max_epochs < 1:
-            raise _err("max_epochs", "must be at least 1")
-        if not self.seeds:
-            raise _err("seeds", "need at least one seed for re-training each cell's best")
-        if isinstance(self.search, dict) and set(self.search) - set(INITS):
-            raise _err("search", f"keys must be inits {INITS}, got {sorted(self.search)}")
-        for init in self.inits:
-            space = self.search_for(init)
-            lo, hi = space.lr
-            if not (0 < lo <= hi and math.isfinite(hi)):
-                raise _err("search.lr", f"need 0 < low <= high, got {space.lr}")
-            for sched in space.lr_schedule:
-                if sched not in ("constant", "plateau", "cosine"):
-                    raise _err("search.lr_schedule", f"unknown schedule {sched!r}")
-            if not space.batch_size or any(b < 1 for b in space.batch_size):
-                raise _err("search.batch_size", f"need positive batch sizes, got {space.batch_size}")
-        if self.selection not in SELECTIONS:
-            raise _err("selection", f"{self.selection!r} is not one of {SELECTIONS}")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise _err("seeds", f"replicate seeds must differ, got {self.seeds}")
-        if self.target_reference is not None:
-            from mlptl.data.references import get_reference
-
-            try:
-                get_reference(self.target_element, self.target_reference)
-            except InputError as e:
-                raise _err("target_reference", str(e)) from None
-        if self.sampler not in SAMPLERS:
-            raise _err("sampler", f"{self.sampler!r} is not one of {SAMPLERS}")
-        if self.pruner.kind not in PRUNERS:
-            raise _err("pruner.kind", f"{self.pruner.kind!r} is not one of {PRUNERS}")
-        if self.resources.cpus_per_trial <= 0 or self.resources.gpus_per_trial < 0:
-            raise _err("resources", "cpus_per_trial must be > 0 and gpus_per_trial >= 0")
-        try:
-            self.pretraining.model_spec()
-            target_spec = self.target_model_spec()
-        except InputError as e:
-            raise _err("model", str(e)) from None
-        self._check_pretraining()
-        depth_max = max_freeze_depth(self._source_spec() or target_spec)
-        if "transfer" in self.inits:
-            depths = self.search_for("transfer").freeze_depth
-            bad = [d for d in depths if not 0 <= d <= depth_max]
-            if bad or not depths:
-                raise _err(
-                    "search.freeze_depth",
-                    f"{list(depths)} out of range: the source model has "
-                    f"{depth_max - 1} Allegro layers, so depths run from 0 to {depth_max}",
-                )
-        self.target_data.check("target_data", self.target_element)
-        if self.test_size < 1 and not self.target_data.test_path:
-            raise _err("test_size", "must be at least 1 unless target_data names a test_path")
-        if self.val_size < 1:
-            raise _err("val_size", "must be at least 1")
-        if check_data:
-            self._check_sizes()
-
-    def _source_spec(self) -> ModelSpec | None:
-        if self.pretraining.pretrained:
-            from mlptl.model.transfer import load_source
-
-            return load_source(self.pretraining.pretrained).spec()
-        return None
-
-    def _check_pretraining(self) -> None:
-        p = self.pretraining
-        if "transfer" not in self.inits:
-            return
-        if p.pretrained:
-            path = Path(os.path.expandvars(os.path.expanduser(p.pretrained)))
-            if not path.is_file():
-                raise _err("pretraining.pretrained", f"file not found: {path}")
-            from mlptl.model.calculator import model_type_names
-
-            types = model_type_names(path)
-            if self.source_element not in types:
-                raise _err("pretraining.pretrained", f"model knows {types}, not the source element {self.source_element}")
-            return
-        if p.data is None:
-            raise _err("pretraining", "give data= to pretrain on, or pretrained= (an existing *.nequip.zip)")
-        p.data.check("pretraining.data", self.source_element)
-        if p.test_size < 1 and not p.data.test_path:
-            raise _err("pretraining.test_size", "must be at least 1 unless the data names a test_path")
-
-    def _check_sizes(self) -> None:
-        """Split the target data exactly as trials will, and check the largest training set fits."""
-        test = 0 if self.target_data.test_path else self.test_size
-        if self.target_data.generate is not None:
-            available = self.target_data.generate.n_frames
-            room = available - test - self.val_size
-        else:
-            from mlptl.data.readers import read_frames
-            from mlptl.data.splits import split_frames
-
-            path = self.target_data.resolved_path()
-            frames = read_frames(path)
-            available = len(frames)
-            split = split_frames(
-                frames,
-                n_test=test,
-                n_val=self.val_size,
-                seed=self.split_seed,
-                test_groups=self.test_groups,
-                train_groups=self.train_groups,
-                path=path,
-            )
-            room = len(split.train)
-        if max(self.train_sizes) > room:
-            raise _err(
-                "train_sizes",
-                f"largest training size {max(self.train_sizes)} exceeds the {room} training frames the "
-                f"target data leaves ({available} frames, minus {test} test and {self.val_size} validation)",
-            )
+        validate_study(self, check_data=check_data)
 
 
 def _plain(obj):

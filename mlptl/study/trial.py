@@ -97,12 +97,13 @@ def run_trial(config: dict[str, Any]) -> None:
         T.TAG_CELL: job.cell,
         T.TAG_PHASE: job.phase,
         T.TAG_INIT: job.init,
-        T.TAG_SOURCE: job.source_element,
         T.TAG_TRAIN_SIZE: str(job.train_size),
         T.TAG_REPLICATE: str(job.replicate),
         T.TAG_PARENT: job.parent_run_id,
         T.TAG_STATUS: "running",
     }
+    if job.init == "transfer":
+        tags[T.TAG_SOURCE] = job.source_element
     run_id, reused = T.find_or_create_run(c, job.experiment_id, name=job.trial_key, tags=tags)
     c.set_tag(run_id, T.TAG_STATUS, "running")
     _tag_attempt(c, run_id)
