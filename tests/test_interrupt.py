@@ -90,6 +90,13 @@ def test_sigint_in_search_and_sigterm_in_final_then_resume(tmp_path):
               "a search trial finished")
     os.killpg(proc.pid, signal.SIGINT)
     _assert_stopped(store, proc, log, 130)
+    listing = subprocess.run([sys.executable, "-m", "mlptl.cli", "studies", "--json", "--storage", str(store)],
+                             capture_output=True, text=True, check=True)
+    import json
+
+    (row,) = json.loads(listing.stdout)
+    assert row["state"] == "interrupted" and row["resume"].endswith("--resume")
+    assert row["remaining"]["final_replicates"] == 8 and 0 < row["remaining"]["search_trials"] < 8
 
     # A scheduler's time limit: SIGTERM to the driver, while the final phase runs.
     proc, log = _start(f, "--resume")
@@ -110,4 +117,67 @@ def test_sigint_in_search_and_sigterm_in_final_then_resume(tmp_path):
             assert r.info.end_time == before[r.info.run_id]
     c = _client(store)
     assert len(c.search_registered_models()) == 4
+    assert (store / "reports" / "intr" / "report.md").is_file()
+
+
+# ---------------------------------------------------------------- SIGKILL: no handler runs at all
+KILL_MOMENTS = [
+    ("pretraining", lambda store, rs: (store / "pretrained").is_dir()),
+    ("first search trial running", lambda store, rs: _status(rs, "search", "running") >= 1),
+    ("two search trials done", lambda store, rs: _status(rs, "search", "finished") + _status(rs, "search", "pruned") >= 2),
+    ("final phase running", lambda store, rs: _status(rs, "final", "running") >= 1),
+    ("a final replicate done", lambda store, rs: _status(rs, "final", "finished") >= 1),
+]
+
+
+def _wait_until(proc, log: Path, store: Path, ready, timeout: float = 900) -> bool:
+    """Poll until ``ready``; False if the study ended first (the moment had passed)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(1)
+        if proc.poll() is not None:
+            return False
+        if ready(store, _trial_runs(store) if (store / "trials").is_dir() else []):
+            return True
+    return False
+
+
+def test_sigkill_at_five_moments_then_resume_loses_and_duplicates_nothing(tmp_path):
+    """The driver and its Ray processes killed outright (a node lost, OOM killer) at five moments; each time
+    --resume picks up, and the finished study has every trial exactly once and no finished trial redone."""
+    f = _study_file(tmp_path)
+    store = tmp_path / "store"
+    finished: dict[str, int] = {}
+    killed = []
+    for i, (moment, ready) in enumerate(KILL_MOMENTS):
+        proc, log = _start(f, *(["--resume"] if i else []))
+        hit = _wait_until(proc, log, store, ready)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if hit:
+            killed.append(moment)
+        time.sleep(2)
+        if (store / "trials").is_dir():
+            for r in _trial_runs(store):
+                if r.data.tags.get(T.TAG_STATUS) == "finished":
+                    finished.setdefault(r.info.run_id, r.info.end_time)
+    assert len(killed) >= 4, f"killed only at {killed}"
+    proc, log = _start(f, "--resume")
+    assert proc.wait(timeout=1800) == 0, log.read_text()[-3000:]
+    runs = _trial_runs(store)
+    keys = [r.data.tags[T.TAG_TRIAL_KEY] for r in runs]
+    assert len(keys) == len(set(keys)), "no MLflow run duplicated"
+    assert _status(runs, "search", "finished") + _status(runs, "search", "pruned") == 8
+    assert _status(runs, "final", "finished") == 8
+    for r in runs:
+        if r.info.run_id in finished:
+            assert r.info.end_time == finished[r.info.run_id], "a finished trial was run again"
+    import pandas as pd
+
+    for d in (store / "trials").glob("*/*"):
+        if (d / "history.csv").exists():
+            epochs = list(pd.read_csv(d / "history.csv").epoch)
+            assert epochs == list(range(1, len(epochs) + 1)), d
+    assert len(_client(store).search_registered_models()) == 4
     assert (store / "reports" / "intr" / "report.md").is_file()
