@@ -137,8 +137,9 @@ def answer(analyses: list[Analysis], reps: Replicates, element: str | None, sele
         best = comparable[0]
         s = best.at("savings", best.headline_size)
         if s is not None and np.isfinite(s.savings):
+            beyond = f", extrapolated {s.extrapolated} the measured scratch sizes" if s.extrapolated else ""
             parts.append(f"Of {len(comparable)} source elements, {best.source} saves the most data "
-                         f"(savings factor {fmt(s.savings, 2)} at {best.headline_size} frames).")
+                         f"(savings factor {fmt(s.savings, 2)} at {best.headline_size} frames{beyond}).")
     if not comparable:
         parts.append(_single(analyses[0], element, unit))
     for a in comparable:
