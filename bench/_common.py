@@ -170,6 +170,7 @@ def train_or_reuse(spec, reuse: bool) -> dict[str, Any]:
 
     The record is written to ``OUT/bench-run.json`` so that an interrupted benchmark resumes where it stopped.
     """
+    from mlptl.evaluate.forces import evaluate_test_set
     from mlptl.train import train
 
     out = Path(spec.out)
@@ -181,7 +182,8 @@ def train_or_reuse(spec, reuse: bool) -> dict[str, Any]:
     result = train(spec, resume=False)
     rec = {
         "spec": spec_dict,
-        "metrics": result.metrics,
+        "metrics": {**evaluate_test_set(result.model_path, result.test_path, element=spec.element, out=out),
+                    **result.metrics},
         "epochs_run": result.epochs_run,
         "final_lr": result.history[-1]["lr"],
         "last_val_forces_mae": result.history[-1]["val_forces_mae"],

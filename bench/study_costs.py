@@ -91,7 +91,8 @@ def trial_jobs(study) -> list[dict]:
 
 def run_bare(study, out: Path) -> pd.DataFrame:
     """Every training of ``study`` again, plain ``mlptl.train.train`` calls one after another."""
-    from mlptl.study.trial import TrialJob
+    from mlptl.evaluate.forces import evaluate_test_set
+    from mlptl.study.job import TrialJob
     from mlptl.train import train
 
     rows = []
@@ -100,14 +101,15 @@ def run_bare(study, out: Path) -> pd.DataFrame:
     if out.exists():
         shutil.rmtree(out)
     for i, j in enumerate(jobs):
-        job = TrialJob(**j)
+        job = TrialJob.from_dict(j)
         job = dataclasses.replace(job, run_dir=str(out / job.trial_key))
         t0, c0 = time.perf_counter(), time.process_time()
         res = train(job.train_spec())
         rows.append({
-            "trial_key": job.trial_key, "phase": job.phase, "cell": job.cell, "lr": job.params["lr"],
+            "trial_key": job.trial_key, "phase": job.phase, "cell": job.cell, "lr": job.params.lr,
             "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
-            "epochs": res.epochs_run, "test_forces_mae": res.metrics.get("test_forces_mae"),
+            "epochs": res.epochs_run,
+            "test_forces_mae": evaluate_test_set(res.model_path, res.test_path, element=job.element)["test_forces_mae"],
         })
         log.info("bare %d/%d %s: %.1f s, test force MAE %.4f", i + 1, len(jobs), job.trial_key,
                  rows[-1]["wall_s"], rows[-1]["test_forces_mae"])

@@ -10,8 +10,8 @@ Both run as subprocesses on the same data files, the same seed, epochs and threa
   splitting and writing the data, packaging the best checkpoint and evaluating the package on the test set;
   these are timed separately once (``--breakdown``).
 
-The nequip config is built from the same functions mlptl.train uses (``_data_config``, ``_model_config``,
-``_training_module_config``) and written as YAML next to the runs, with the trainer settings mlptl uses
+The nequip config is built from the same functions mlptl.train uses (``mlptl.train.config``: ``data_config``,
+``model_config``, ``training_module_config``) and written as YAML next to the runs, with the trainer settings mlptl uses
 (no logger, ModelCheckpoint on ``val0_epoch/weighted_sum`` with ``save_last``). The only edit: the
 optimizer's ``param_groups`` factory (mlptl's hook for frozen weights) is dropped; for a scratch run it
 selects every parameter, as nequip's default does.
@@ -85,7 +85,9 @@ def nequip_config(spec, paths: dict[str, Path]) -> dict[str, Any]:
     from hydra.utils import instantiate
     from nequip.utils.global_state import set_global_state
 
-    from mlptl.train import _data_config, _model_config, _training_module_config
+    from mlptl.train.config import data_config as _data_config
+    from mlptl.train.config import model_config as _model_config
+    from mlptl.train.config import training_module_config as _training_module_config
 
     set_global_state()
     data_cfg = _data_config(spec, paths, spec.model_spec().r_max)
