@@ -38,6 +38,11 @@ OBJECTIVE = VAL_FORCES_MAE
 BEST_VAL_FORCES_MAE = "best_" + VAL_FORCES_MAE
 # Fraction of a model's MD runs (all temperatures and replicas) that stayed stable.
 STABLE_FRACTION = "stability_stable_fraction"
+# The search's short MD check of a finished trial (Study.search_stability): 1/0, and time to failure.
+SEARCH_MD_STABLE = "search_md_stable"
+SEARCH_MD_TTF = "search_md_ttf_ps"
+# Process CPU time of a trial (all its threads): what utilisation of the machine is measured from.
+CPU_TIME = "cpu_time_s"
 
 _NEQUIP_TO_OURS = {
     "forces_mae": "forces_mae",

@@ -37,6 +37,7 @@ TAG_NODES = "mlptl.nodes"
 TAG_REUSED_FROM = "mlptl.reused_from"  # a final replicate that repeats a search trial takes its model
 TAG_SELECTION = "mlptl.selection_metric"  # the validation metric that chose each cell's registered model
 TAG_RESUME = "mlptl.resume_command"
+TAG_WARM_START = "mlptl.warm_start"  # parent run: the finished study whose best trials seeded this one
 TAG_REMAINING = "mlptl.remaining"
 TAG_TARGET_DATA = "mlptl.target_data"
 TAG_TARGET_DATA_SHA = "mlptl.target_data_sha256"

@@ -39,7 +39,11 @@ def e2e_study(tmp_path_factory):
     """One real tiny study (Ray Tune, Optuna, nequip, MLflow), shared by the study and browser tests."""
     from _studies import tiny_study
 
+    from dataclasses import replace
+
     from mlptl.cli.run import run
+    from mlptl.study import SearchStability
 
     study = tiny_study(tmp_path_factory.mktemp("e2e"), name="e2e", trials=4, epochs=4, search=E2E_SEARCH)
-    return run(study)
+    # the search's MD check on: every finished search trial runs 40 MD steps, the report shows the constraint
+    return run(replace(study, search_stability=SearchStability(steps=40)))

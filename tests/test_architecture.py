@@ -84,7 +84,7 @@ def test_module_size(path):
 
 PRIVATE = {
     # pattern: the one module allowed to use it
-    r"\._storage\b|\._trial_id\b": None,  # Optuna: public API only (study.tell, set_user_attr)
+    r"\._storage\b|\._trial_id\b|\._contains\(": None,  # Optuna: public API only (study.tell, set_user_attr)
     r"_from_saved_model|\"sole_model\"|'sole_model'|_SOLE_MODEL_KEY|nequip\.scripts\._|_suppress_package": "mlptl/model/_nequip.py",
 }
 

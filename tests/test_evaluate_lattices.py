@@ -30,10 +30,21 @@ from mlptl.evaluate.reference_rdf import reference_rdf
 from mlptl.evaluate.stability import StabilityConfig, run_stability
 
 EMT_FCC = {"Cu": 3.59, "Ni": 3.52, "Al": 4.05}
-for _el, _a in EMT_FCC.items():
-    register_reference(Reference(element=_el, name="emt-test", factory=EMT, lattice="fcc", a0=_a), replace=True)
-register_reference(Reference(element="Cu", name="emt-hcp-test", factory=EMT, lattice="hcp", a0=2.55), replace=True)
-register_reference(Reference(element="Cu", name="emt-bcc-test", factory=EMT, lattice="bcc", a0=2.87), replace=True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _test_references():
+    """This module's references exist only while it runs: other tests see the library as it ships."""
+    from mlptl.data import references as R
+
+    saved = dict(R._REGISTRY)
+    for el, a in EMT_FCC.items():
+        register_reference(Reference(element=el, name="emt-test", factory=EMT, lattice="fcc", a0=a), replace=True)
+    register_reference(Reference(element="Cu", name="emt-hcp-test", factory=EMT, lattice="hcp", a0=2.55), replace=True)
+    register_reference(Reference(element="Cu", name="emt-bcc-test", factory=EMT, lattice="bcc", a0=2.87), replace=True)
+    yield
+    R._REGISTRY.clear()
+    R._REGISTRY.update(saved)
 
 STATIC = PropertyConfig(md_steps=0)
 FAST = StabilityConfig(temperatures=(300.0,), replicas=1, steps=100, friction=0.05, rdf_window=0.04,

@@ -175,7 +175,7 @@ def test_sigkill_at_five_moments_then_resume_loses_and_duplicates_nothing(tmp_pa
             assert r.info.end_time == finished[r.info.run_id], "a finished trial was run again"
     import pandas as pd
 
-    for d in (store / "trials").glob("*/*"):
+    for d in (store / "trials").glob("*/*/*"):
         if (d / "history.csv").exists():
             epochs = list(pd.read_csv(d / "history.csv").epoch)
             assert epochs == list(range(1, len(epochs) + 1)), d

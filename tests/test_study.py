@@ -111,6 +111,9 @@ def test_study_end_to_end_with_pruning_and_failing_trials(e2e_study):
     assert (pruned.epochs_run < study.max_epochs).all()
     assert (pd.to_numeric(pruned[f"tags.{T.TAG_PRUNED_EPOCH}"]) == pruned.epochs_run).all()
     assert (sc[sc.status == "finished"].status_mlflow == "FINISHED").all()
+    # the search's MD check ran on every finished search trial, and the report says it constrained the search
+    assert sc[sc.status == "finished"]["search_md_stable"].notna().all()
+    assert "constrained by MD stability" in (result.report_dir / "report.md").read_text()
     # final phase: scratch cells re-trained and registered; the report shows the learning curve
     final = runs[(runs.phase == "final") & (runs.status == "finished")]
     assert set(final.cell) == {"scratch-n4", "scratch-n10"}
@@ -166,3 +169,54 @@ def test_source_selection_makes_a_transfer_cell_per_source(tmp_path):
     # one source keeps the single-source cell names
     single = replace(study, source_element="Si", pretraining=study.pretraining["Si"])
     assert [c.id for c in single.cells()][2:] == ["transfer-n4", "transfer-n16"]
+
+
+# ---------------------------------------------------------------- stability inside the search, warm start
+def test_an_md_unstable_trial_cannot_be_its_cells_best(tmp_path):
+    from mlptl.study.spec import SearchStability
+
+    study = replace(tiny_study(tmp_path), inits=("scratch",), train_sizes=(4,), trials_per_cell=3,
+                    search_stability=SearchStability(steps=50))
+    cells = CellStudies(study, f"sqlite:///{tmp_path / 'optuna.db'}", make_job=lambda cell, key, params: key)
+    cells.plan()
+    for rid, (value, stable) in {"a": (0.10, 0.0), "b": (0.30, 1.0), "c": (0.50, 1.0)}.items():
+        cells.next_job(rid)
+        cells.complete(rid, {"best_val_forces_mae": value, "search_md_stable": stable}, False)
+    params, key = cells.best_trials()["scratch-n4"]
+    assert key == "scratch-n4-t001", "the most accurate trial was MD-unstable: the stable runner-up wins"
+    assert cells.best_values()["scratch-n4"] == pytest.approx(0.30)
+    # Optuna's TPE sees the constraint too (its constraints_func reads what complete() recorded)
+    st = cells.studies["scratch-n4"]
+    assert [t.system_attrs.get("constraints") for t in st.trials] == [[1.0], [0.0], [0.0]]
+
+
+def test_warm_start_seeds_each_cell_with_a_finished_studys_best(tmp_path):
+    from mlptl.study.spec import WarmStart
+
+    old = replace(tiny_study(tmp_path / "old"), name="old", inits=("scratch",), train_sizes=(4, 10), trials_per_cell=3)
+    db = tmp_path / "old" / "optuna.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    cells = CellStudies(old, f"sqlite:///{db}", make_job=lambda cell, key, params: params)
+    cells.plan()
+    lrs = {}
+    for i in range(6):
+        params = cells.next_job(f"r{i}")
+        lrs[f"r{i}"] = (cells.live[f"r{i}"].cell.id, params["lr"])
+        cells.complete(f"r{i}", {"best_val_forces_mae": params["lr"]}, False)  # lower lr, lower error
+    best = {cid: sorted(lr for c, lr in lrs.values() if c == cid)[:2] for cid in ("scratch-n4", "scratch-n10")}
+
+    # a new study at sizes 4 and 20: n4 takes n4's best, n20 the nearest size's (n10)
+    new = replace(old, name="new", train_sizes=(4, 20), warm_start=WarmStart(storage=str(db.parent), study="old"))
+    new.validate(check_data=False)
+    fresh = CellStudies(new, f"sqlite:///{tmp_path / 'new.db'}", make_job=lambda cell, key, params, **kw: (params, kw))
+    assert fresh.warm_started == 4
+    fresh.plan()
+    got: dict[str, list] = {}
+    for i in range(6):
+        params, kw = fresh.next_job(f"n{i}")
+        got.setdefault(fresh.live[f"n{i}"].cell.id, []).append((params["lr"], kw.get("warm_start_from")))
+    for cid, src in (("scratch-n4", "scratch-n4"), ("scratch-n20", "scratch-n10")):
+        assert [lr for lr, _ in got[cid][:2]] == best[src]
+        assert [w for _, w in got[cid][:2]] == [f"old/{src}"] * 2 and got[cid][2][1] is None
+    with pytest.raises(InputError, match="study field warm_start.study"):
+        replace(new, warm_start=WarmStart(storage=str(db.parent), study="nope")).validate(check_data=False)

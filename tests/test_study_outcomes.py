@@ -65,7 +65,7 @@ def test_custom_architecture_and_replicates_that_redraw_the_data(tmp_path):
     scratch and transfer (so they pair), while validation and test frames stay fixed for the study."""
     proc = _run(_write(tmp_path, "custom", model=CUSTOM))
     assert proc.returncode == 0, proc.stderr[-4000:]
-    trials = tmp_path / "store" / "trials"
+    trials = tmp_path / "store" / "trials" / "custom"
 
     def frames(cell: str, r: int, split: str) -> str:
         return (trials / cell / f"{cell}-final-r{r}" / "data" / f"{split}.extxyz").read_text()

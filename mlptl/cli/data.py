@@ -10,10 +10,6 @@ from mlptl.cli._common import print_json
 log = logging.getLogger("mlptl")
 
 def _generate_cmd(args: argparse.Namespace) -> int:
-    import dataclasses
-    import os
-    import shutil
-    import tempfile
     from pathlib import Path
 
     from mlptl.data.generate import GenerationSpec, generate, parse_temperatures, preset
@@ -32,23 +28,14 @@ def _generate_cmd(args: argparse.Namespace) -> int:
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.preset:
-        spec = preset(args.preset, args.element)
-        spec = dataclasses.replace(spec, **overrides) if overrides else spec
+        spec = preset(args.preset, args.element, **overrides)
     else:
         spec = GenerationSpec(element=args.element, **overrides)
     path = generate(spec, args.cache_dir, progress=not args.no_progress)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        path = out
+        from mlptl.fsutil import atomic_copy
+
+        path = atomic_copy(path, Path(args.out))
     print(path)
     return 0
 
@@ -86,7 +73,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "temperature. Flags given with --preset override single fields of the preset.",
     )
     g.add_argument("--element", required=True, help="chemical symbol with a registered reference, e.g. Ge")
-    g.add_argument("--reference", default=None, help="reference potential name (default: sw)")
+    g.add_argument("--reference", default=None, help="reference potential name, or 'package.module:factory' (default: the element's only one)")
     g.add_argument("--preset", default=None, help="start from a named spec: tiny, paper")
     g.add_argument("--temperatures", default=None, help="comma-separated temperatures in K, e.g. 300,900")
     g.add_argument("--frames", type=int, default=None, help="frames per temperature")

@@ -16,6 +16,7 @@ from typing import Any
 
 from ase import Atoms
 
+from mlptl import metrics as M
 from mlptl.data.references import get_reference
 from mlptl.evaluate.plots import plot_stability
 from mlptl.evaluate.properties import PropertyConfig, compare_properties, compute_properties
@@ -110,3 +111,32 @@ def evaluate_model(
         _write_json(out / "properties.json", props)
     _write_json(out / "evaluation.json", {"element": element, "reference": reference, "notes": notes})
     return metrics
+
+
+def md_check(
+    model_path: str | Path, element: str, *, reference: str | None, temperature: float, steps: int,
+    cache_dir: str | Path | None = None,
+) -> dict[str, float]:
+    """One short NVT run at ``temperature``: is the model stable for ``steps`` steps, and for how long.
+
+    What a search can afford per trial (a few seconds for the tiny model); the final phase runs the full
+    protocol. Metrics: ``search_md_stable`` (1 or 0) and ``search_md_ttf_ps`` (time to failure, or the run
+    length when stable).
+    """
+    from dataclasses import replace
+
+    cfg = StabilityConfig(temperatures=(float(temperature),), replicas=1, steps=int(steps),
+                          reference_steps=max(1000, 2 * int(steps)))
+    if reference is None:  # no reference RDF to compare with: the other criteria still apply
+        cfg = replace(cfg, criteria=tuple(c for c in cfg.criteria if c != "rdf"))
+    calc = load_calculator(model_path, element)
+
+    def factory():
+        calc.reset()
+        return calc
+
+    res = run_stability(factory, element, cfg, reference=reference, progress=False, cache_dir=cache_dir)
+    run = res.runs[0]
+    ttf = run.time_to_failure_ps if run.time_to_failure_ps is not None else cfg.duration_ps
+    return {M.SEARCH_MD_STABLE: float(run.stable), M.SEARCH_MD_TTF: float(ttf)}
+

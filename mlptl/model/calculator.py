@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ase.calculators.calculator import Calculator
 
-from mlptl.data.references import known_references, reference_calculator
+from mlptl.data.references import is_import_name, known_references, reference_calculator
 from mlptl.errors import InputError
 from mlptl.model import _nequip
 
@@ -63,7 +63,7 @@ def model_type_names(path: str | Path, calc: Calculator | None = None) -> list[s
 def load_calculator(model: str | os.PathLike, element: str) -> Calculator:
     """``model`` is a registered reference name for ``element`` (e.g. ``sw``) or a path to a package."""
     s = str(model)
-    if (element, s) in known_references():
+    if (element, s) in known_references() or is_import_name(s):
         return reference_calculator(element, s)
     if not s.endswith(MODEL_SUFFIXES) and not Path(s).exists():
         names = sorted({n for _, n in known_references()})

@@ -113,6 +113,28 @@ def _savings_view(analyses: list[Analysis]) -> pd.DataFrame:
     })
 
 
+def _search_notes(df: pd.DataFrame) -> list[str]:
+    """What shaped the search beyond the error: the MD-stability constraint and a warm start."""
+    notes = []
+    search = df[df["phase"] == "search"]
+    done = search[search["status"] == "finished"]
+    if M.SEARCH_MD_STABLE in done and done[M.SEARCH_MD_STABLE].notna().any():
+        checked = done[done[M.SEARCH_MD_STABLE].notna()]
+        unstable = checked[checked[M.SEARCH_MD_STABLE] < 1]
+        per_cell = ", ".join(f"{cell} {int((g[M.SEARCH_MD_STABLE] < 1).sum())}/{len(g)}"
+                             for cell, g in checked.groupby("cell"))
+        notes.append(f"The search was constrained by MD stability: each finished trial ran a short MD check and "
+                     f"{len(unstable)} of {len(checked)} failed it (unstable/checked per cell: {per_cell}); an "
+                     "unstable trial could not be its cell's best unless no trial of the cell was stable "
+                     "(Optuna TPE constraints_func).")
+    col = f"tags.{T.TAG_WARM_START}"
+    if col in search and search[col].notna().any():
+        seeded = search[search[col].notna()]
+        notes.append(f"{len(seeded)} search trials were warm-started with the best configurations of study "
+                     f"{', '.join(sorted(seeded[col].astype(str).unique()))} instead of sampler start-up trials.")
+    return notes
+
+
 def _group_columns(final: pd.DataFrame, prefix: str) -> list[str]:
     return sorted((c for c in final.columns if str(c).startswith(prefix)), key=lambda c: (len(c), c))
 
@@ -125,6 +147,7 @@ def _blocks(study: str, df: pd.DataFrame, table: pd.DataFrame, final: pd.DataFra
                    f"{int(table.failed.sum())} failed; epochs run {spent:.0f} of a budget of {budget:.0f} "
                    f"({(1 - spent / budget) * 100 if budget else 0:.0f}% saved by pruning). Final phase: {len(final)} "
                    "finished re-trainings. Force errors in eV/Å on the test set."))
+    b += [("p", note) for note in _search_notes(df)]
     if len(analyses) > 1:
         b += [("h2", "Source elements, ranked by data savings"), ("table", sources_table(analyses))]
     b += [("h2", "Test force error per cell (final replicates)"), ("table", _cells_view(analyses))]

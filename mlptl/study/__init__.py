@@ -8,7 +8,9 @@ from mlptl.study.spec import (
     PrunerSpec,
     Resources,
     SearchSpace,
+    SearchStability,
     Study,
+    WarmStart,
 )
 
 __all__ = [
@@ -19,5 +21,7 @@ __all__ = [
     "PrunerSpec",
     "Resources",
     "SearchSpace",
+    "SearchStability",
     "Study",
+    "WarmStart",
 ]

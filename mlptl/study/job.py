@@ -74,6 +74,8 @@ class TrialJob:
     reference: str | None = None  # the target element's reference potential, for the final evaluation
     evaluation: dict[str, Any] | None = None  # EvaluationSpec as a dict: final phase only
     reuse_run_dir: str | None = None  # a finished search trial this job repeats exactly
+    search_md: dict[str, Any] | None = None  # {"steps", "temperature", "cache_dir"}: the search's MD check
+    warm_start_from: str | None = None  # the finished study's Optuna study whose configuration this is
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -67,11 +67,12 @@ class _Run:
     pretrained: dict[str, Path] = field(default_factory=dict)  # per source element
 
     def trial_dir(self, cell: Cell, key: str) -> Path:
-        return self.storage / "trials" / cell.id / key
+        # The study's name in the path: one store holds many studies, and cell ids repeat across them.
+        return self.storage / "trials" / self.study.name / cell.id / key
 
     def job(
         self, cell: Cell, key: str, params: dict[str, Any], *, phase: str, replicate: int = 0,
-        reuse_run_dir: str | None = None,
+        reuse_run_dir: str | None = None, warm_start_from: str | None = None,
     ) -> TrialJob:
         s = self.study
         final = phase == "final"
@@ -108,6 +109,9 @@ class _Run:
             reference=s.reference_for_target(),
             evaluation={**asdict(s.evaluation), "cache_dir": str(self.storage / "cache")} if final else None,
             reuse_run_dir=reuse_run_dir,
+            warm_start_from=warm_start_from,
+            search_md=({**s.search_md(), "cache_dir": str(self.storage / "cache")}
+                       if phase == "search" and s.search_stability else None),
         )
 
 
@@ -222,7 +226,7 @@ def _search(run: _Run):
     cells = CellStudies(
         s,
         f"sqlite:///{run.storage / 'optuna.db'}",
-        make_job=lambda cell, key, params: run.job(cell, key, params, phase="search"),
+        make_job=lambda cell, key, params, **kw: run.job(cell, key, params, phase="search", **kw),
     )
 
     def on_complete(lt, outcome: str, result: dict) -> None:
@@ -236,6 +240,10 @@ def _search(run: _Run):
             if r is not None and r.info.status != "FAILED":
                 T.set_status(c, r.info.run_id, "failed", reason="the trial raised an error (see the Ray logs)")
 
+    if cells.warm_started:
+        ws = s.warm_start
+        c.set_tag(run.parent_id, T.TAG_WARM_START, f"{ws.study} ({ws.storage})")
+        T.log_metrics(c, run.parent_id, {"warm_started_trials": cells.warm_started})
     n_search = cells.plan()
     log.info("search: %d trials to run over %d cells (%d per cell)", n_search, len(cells.cells), s.trials_per_cell)
     if n_search:

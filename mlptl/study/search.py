@@ -33,6 +33,26 @@ ATTR_KEY = "trial_key"
 # Set on every trial this driver ends itself (finished, pruned, failed): a FAIL without it is a trial an
 # interrupted driver left running, closed on resume and asked again.
 ATTR_OUTCOME = "outcome"
+# Study.search_stability: [0.0] for a trial that passed the MD check, [1.0] for one that failed it
+# (Optuna's convention: a constraint value <= 0 is feasible).
+ATTR_CONSTRAINT = "md_constraint"
+ATTR_WARM_START = "warm_start_from"
+
+
+def md_constraint(trial: optuna.trial.FrozenTrial) -> list[float]:
+    """Optuna's ``constraints_func``: trials without an MD check (pruned, failed) count as feasible, since
+    only finished trials can win anyway."""
+    return list(trial.user_attrs.get(ATTR_CONSTRAINT, [0.0]))
+
+
+def _in_space(d: optuna.distributions.BaseDistribution, value: Any) -> bool:
+    if isinstance(d, FloatDistribution):
+        return d.low <= float(value) <= d.high
+    return value in d.choices
+
+
+def feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    return all(v <= 0 for v in md_constraint(trial))
 
 
 def make_sampler(study: Study, cell_index: int) -> optuna.samplers.BaseSampler:
@@ -43,7 +63,8 @@ def make_sampler(study: Study, cell_index: int) -> optuna.samplers.BaseSampler:
     if study.sampler == "qmc":
         return optuna.samplers.QMCSampler(seed=seed)
     n_startup = max(1, min(4, study.trials_per_cell // 2))
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup)
+    constraints = md_constraint if study.search_stability is not None else None
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, constraints_func=constraints)
 
 
 def distributions(study: Study, cell: Cell) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -93,7 +114,39 @@ class CellStudies:
                 direction="minimize",
                 load_if_exists=True,
             )
+        self.warm_started = self._warm_start() if self.study.warm_start is not None else 0
         self._order = itertools.cycle(list(self.cells))
+
+    def _warm_start(self) -> int:
+        """Enqueue the best configurations of a finished study in every cell that has no trials yet."""
+        import math
+        from pathlib import Path
+
+        ws = self.study.warm_start
+        url = f"sqlite:///{Path(ws.storage).expanduser().resolve() / 'optuna.db'}"
+        names = set(optuna.get_all_study_names(url))
+        n = 0
+        for cid, st in self.studies.items():
+            if st.get_trials(deepcopy=False):
+                continue  # a resumed study was seeded already
+            cell = self.cells[cid]
+            same = f"{ws.study}/{cid}"
+            if same not in names:
+                # the same init at the nearest training size (log scale)
+                cands = [(abs(math.log(int(m.rsplit("-n", 1)[1]) / cell.train_size)), m) for m in names
+                         if m.startswith(f"{ws.study}/") and m.rsplit("-n", 1)[0].endswith(cell.init)]
+                if not cands:
+                    continue
+                same = min(cands)[1]
+            src = optuna.load_study(study_name=same, storage=url)
+            done = sorted(src.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+            space = distributions(self.study, cell)
+            for t in done[: ws.top_k]:
+                params = {k: v for k, v in t.params.items() if k in space and _in_space(space[k], v)}
+                st.enqueue_trial(params, user_attrs={ATTR_WARM_START: same})
+                n += 1
+        log.info("warm start: %d trials seeded from study %s", n, ws.study)
+        return n
 
     # ------------------------------------------------------------ planning and resume
     def plan(self) -> int:
@@ -133,7 +186,9 @@ class CellStudies:
         trial.set_user_attr(ATTR_KEY, key)
         self.remaining[cid] -= 1
         self.live[ray_trial_id] = LiveTrial(cell=cell, trial=trial, key=key)
-        return self.make_job(cell, key, dict(trial.params))
+        warm = trial.user_attrs.get(ATTR_WARM_START)
+        extra = {"warm_start_from": warm} if warm else {}
+        return self.make_job(cell, key, dict(trial.params), **extra)
 
     def report(self, ray_trial_id: str, epoch: int, value: float) -> bool:
         """Feed one epoch's validation error to the cell's pruner; True means prune."""
@@ -161,6 +216,8 @@ class CellStudies:
         else:
             v = result.get(M.BEST_VAL_FORCES_MAE, lt.best)
             outcome, state, value = "finished", TrialState.COMPLETE, (v if v == v else float("inf"))
+            if M.SEARCH_MD_STABLE in result:
+                lt.trial.set_user_attr(ATTR_CONSTRAINT, [0.0 if result[M.SEARCH_MD_STABLE] >= 1 else 1.0])
         lt.trial.set_user_attr(ATTR_OUTCOME, outcome)
         st.tell(lt.trial, value, state=state)
         self.counts[outcome] += 1
@@ -172,6 +229,8 @@ class CellStudies:
         out: dict[str, tuple[dict[str, Any], str] | None] = {}
         for cid, st in self.studies.items():
             done = st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            # With the search's MD check, an unstable trial wins only if no trial of its cell is stable.
+            done = [t for t in done if feasible(t)] or done
             best = min(done, key=lambda t: t.value) if done else None
             out[cid] = (dict(best.params), best.user_attrs[ATTR_KEY]) if best else None
         return out
@@ -183,6 +242,7 @@ class CellStudies:
         out = {}
         for cid, st in self.studies.items():
             done = st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            done = [t for t in done if feasible(t)] or done
             out[cid] = min(t.value for t in done) if done else None
         return out
 

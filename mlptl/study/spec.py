@@ -30,6 +30,8 @@ __all__ = [
     "INITS",
     "PRUNERS",
     "DEFAULT_STORAGE",
+    "SearchStability",
+    "WarmStart",
 ]
 
 INITS = ("scratch", "transfer")
@@ -116,6 +118,34 @@ class PrunerSpec:
     n_startup_trials: int = 2
     n_warmup_steps: int = 2
     options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchStability:
+    """A short MD check of every search trial that finishes, as a constraint of the search.
+
+    Unstable trials (any failure criterion trips within ``steps`` at ``temperature``, default the study's
+    highest stability temperature) can never be a cell's best: Optuna's TPE gets them as infeasible
+    (``constraints_func``), and the best trial is chosen among the stable ones (all, if none is). The cost
+    is ``steps`` MD steps per finished trial.
+    """
+
+    steps: int = 200
+    temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """Seed a new study's cells from a finished study's best trials (Optuna ``enqueue_trial``).
+
+    ``storage``: the finished study's store directory; ``study``: its name. Each new cell takes the
+    ``top_k`` best finished configurations of the cell with the same id (or else the same init and the
+    nearest training size), kept only where they lie in the new search space.
+    """
+
+    storage: str
+    study: str
+    top_k: int = 2
 
 
 @dataclass(frozen=True)
@@ -212,6 +242,8 @@ class Study:
     fixed_subset: bool = False
     selection: str = "val"
     target_reference: str | None = None
+    search_stability: SearchStability | None = None
+    warm_start: WarmStart | None = None
     storage: str = DEFAULT_STORAGE
     tracking_uri: str | None = None
     description: str = ""
@@ -250,6 +282,15 @@ class Study:
             return self.target_reference
         gen = self.target_data.generate
         return gen.reference if gen is not None else None
+
+    def search_md(self) -> dict[str, float] | None:
+        """The search's MD check as plain data for the trials, or None."""
+        check = self.search_stability
+        if check is None:
+            return None
+        temps = self.evaluation.stability_temperatures
+        t = check.temperature if check.temperature is not None else (max(temps) if temps else 300.0)
+        return {"steps": int(check.steps), "temperature": float(t)}
 
     def search_for(self, init: str) -> SearchSpace:
         """The search space of one init: one shared space, or a dict keyed by init."""

@@ -78,6 +78,7 @@ def _reuse_search_trial(job: TrialJob, run_dir: Path) -> bool:
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable."""
     import tempfile
+    import time
 
     import torch
     from ray import tune
@@ -85,6 +86,7 @@ def run_trial(config: dict[str, Any]) -> None:
     from mlptl.evaluate.forces import evaluate_test_set
     from mlptl.train import train
 
+    cpu0 = time.process_time()  # this process's CPU time, all its threads: the trial's share of the machine
     job = TrialJob.from_dict(config["job"])
     torch.set_num_threads(max(1, int(job.cpus)))
     run_dir = Path(job.run_dir)
@@ -104,6 +106,8 @@ def run_trial(config: dict[str, Any]) -> None:
     }
     if job.init == "transfer":
         tags[T.TAG_SOURCE] = job.source_element
+    if job.warm_start_from:
+        tags[T.TAG_WARM_START] = job.warm_start_from
     run_id, reused = T.find_or_create_run(c, job.experiment_id, name=job.trial_key, tags=tags)
     c.set_tag(run_id, T.TAG_STATUS, "running")
     _tag_attempt(c, run_id)
@@ -131,6 +135,10 @@ def run_trial(config: dict[str, Any]) -> None:
         result = train(job.train_spec(), on_epoch=on_epoch, resume=True)
         metrics = dict(result.metrics)
         metrics.update(evaluate_test_set(result.model_path, result.test_path, element=job.element, out=run_dir))
+        if job.search_md:
+            from mlptl.evaluate.full import md_check
+
+            metrics.update(md_check(result.model_path, job.element, reference=job.reference, **job.search_md))
         if job.phase == "final" and job.evaluation:
             from mlptl.evaluate.full import evaluate_model
 
@@ -150,6 +158,7 @@ def run_trial(config: dict[str, Any]) -> None:
     except Exception as e:
         T.set_status(c, run_id, "failed", reason=f"{type(e).__name__}: {e}")
         raise
+    metrics[M.CPU_TIME] = time.process_time() - cpu0
     T.log_metrics(c, run_id, metrics)
     c.log_artifact(run_id, str(result.model_path), T.MODEL_ARTIFACT_DIR)
     for name in ("metrics.json", "history.csv"):

@@ -71,6 +71,14 @@ def validate_study(s: Study, *, check_data: bool = True) -> None:
             get_reference(s.target_element, s.target_reference)
         except InputError as e:
             raise _err("target_reference", str(e)) from None
+    if s.warm_start is not None:
+        db = Path(os.path.expandvars(os.path.expanduser(s.warm_start.storage))) / "optuna.db"
+        if not db.is_file():
+            raise _err("warm_start.storage", f"no Optuna store at {db}")
+        import optuna
+
+        if not any(n.startswith(f"{s.warm_start.study}/") for n in optuna.get_all_study_names(f"sqlite:///{db.resolve()}")):
+            raise _err("warm_start.study", f"no study {s.warm_start.study!r} in {db}")
     if s.sampler not in SAMPLERS:
         raise _err("sampler", f"{s.sampler!r} is not one of {SAMPLERS}")
     if s.pruner.kind not in PRUNERS:
