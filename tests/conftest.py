@@ -37,9 +37,9 @@ E2E_SEARCH = (
 @pytest.fixture(scope="session")
 def e2e_study(tmp_path_factory):
     """One real tiny study (Ray Tune, Optuna, nequip, MLflow), shared by the study and browser tests."""
-    from _studies import tiny_study
-
     from dataclasses import replace
+
+    from _studies import tiny_study
 
     from mlptl.cli.run import run
     from mlptl.study import SearchStability
