@@ -788,3 +788,86 @@ def _metric_steps(uri: str, experiment: str, key: str) -> list[int]:
     exp = c.get_experiment_by_name(experiment)
     (r,) = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_TRIAL_KEY}` = '{key}'")
     return [m.step for m in c.get_metric_history(r.info.run_id, "val_forces_mae")]
+
+
+# ================================================================ a study's own reference on every worker
+OWN_REFERENCE_STUDY = """
+from mlptl.cli.run import main
+from mlptl.data.generate import preset
+from mlptl.data.references import SW_GE_DING_ANDERSEN, Reference, register_reference, stillinger_weber
+from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
+
+
+def softer_ge():
+    # a user's own variant: Ding-Andersen SW germanium with a 5 % shallower well, defined only in this file
+    return stillinger_weber({{**SW_GE_DING_ANDERSEN, "epsilon": 0.95 * SW_GE_DING_ANDERSEN["epsilon"]}})
+
+
+register_reference(Reference(element="Ge", name="sw-soft", factory=softer_ge, lattice="diamond", a0=5.654))
+
+STUDY = Study(
+    name={name!r},
+    source_element="Si",
+    target_element="Ge",
+    pretraining=Pretraining(),
+    target_data=DataSource(generate=preset("tiny", "Ge", reference="sw-soft", frames_per_temperature=6)),
+    inits=("scratch",),
+    train_sizes=(4,),
+    search=SearchSpace(lr=(3e-3, 1e-2)),
+    trials_per_cell=1,
+    seeds=(0,),
+    max_epochs=1,
+    pruner=PrunerSpec(kind="none"),
+    evaluation=EvaluationSpec(stability_temperatures=(300.0,), stability_steps=20, reference_steps=200,
+                              properties=False),
+    resources=Resources(cpus_per_trial=1, max_failures=0),
+    val_size=4,
+    test_size=4,
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main(STUDY))
+"""
+
+
+def _own_reference_ok(store: Path, name: str, tracking_uri: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from mlptl import tracking as T
+
+    c = MlflowClient(tracking_uri)
+    exp = c.get_experiment_by_name(name)
+    final = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_PHASE}` = 'final'")
+    assert [r.data.tags[T.TAG_STATUS] for r in final] == ["finished"]
+    # the worker built the study's reference: data labelled by it, and the stability RDF computed with it
+    assert "stability_stable_fraction" in final[0].data.metrics
+    assert any("Ge-sw-soft" in p.name for p in (store / "data").glob("*.extxyz"))
+
+
+@pytest.mark.slow
+def test_a_reference_registered_in_a_study_file_works_in_every_worker(tmp_path):
+    """Under `mlptl run` on this machine: Ray's workers are other processes, which know only the library."""
+    f = tmp_path / "own_ref.py"
+    f.write_text(OWN_REFERENCE_STUDY.format(name="ownref"))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    r = subprocess.run([_exe("mlptl"), "run", str(f), "--storage", str(tmp_path / "store")], env=env, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    from mlptl import tracking as T
+
+    _own_reference_ok(tmp_path / "store", "ownref", T.default_tracking_uri(tmp_path / "store"))
+
+
+@pytest.mark.slow
+def test_a_reference_registered_in_a_study_file_works_on_a_two_node_cluster(cluster, tmp_path):
+    """`python study.py` against the two-node cluster, as `ray submit` runs it."""
+    if cluster.nodes["worker"].proc.poll() is not None:
+        cluster.start_worker()
+    f = tmp_path / "own_ref.py"
+    f.write_text(OWN_REFERENCE_STUDY.format(name="ownref-cluster"))
+    store = tmp_path / "store"
+    r = subprocess.run([sys.executable, str(f), "--storage", str(store), "--tracking-uri", cluster.tracking_uri],
+                       env={**cluster.env, "MLPTL_CACHE": str(tmp_path / "cache")}, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    _own_reference_ok(store, "ownref-cluster", cluster.tracking_uri)

@@ -52,6 +52,8 @@ __all__ = [
     "default_reference_name",
     "known_references",
     "library_references",
+    "user_references",
+    "register_shipped",
     "is_import_name",
     "stillinger_weber",
     "SW_GE_DING_ANDERSEN",
@@ -161,6 +163,18 @@ def known_references() -> list[tuple[str, str]]:
 def library_references() -> list[tuple[str, str]]:
     """The (element, name) pairs mlptl registers itself (the library above), whatever else is registered."""
     return sorted(_LIBRARY_KEYS)
+
+
+def user_references() -> list[Reference]:
+    """The references registered in this process beyond the library: what a study must ship to its workers
+    (Ray workers are other processes, on other nodes; they import mlptl and get only the library)."""
+    return [ref for key, ref in sorted(_REGISTRY.items()) if key not in _LIBRARY_KEYS]
+
+
+def register_shipped(refs) -> None:
+    """In a worker: register the references a study shipped (see :func:`user_references`)."""
+    for ref in refs:
+        register_reference(ref, replace=True)
 
 
 def reference_names(element: str) -> list[str]:

@@ -76,6 +76,7 @@ class TrialJob:
     reuse_run_dir: str | None = None  # a finished search trial this job repeats exactly
     search_md: dict[str, Any] | None = None  # {"steps", "temperature", "cache_dir"}: the search's MD check
     warm_start_from: str | None = None  # the finished study's Optuna study whose configuration this is
+    references: tuple[Any, ...] = ()  # the study's own Reference objects, registered in the worker
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}

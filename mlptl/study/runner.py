@@ -65,6 +65,7 @@ class _Run:
     target_data: Path | None = None
     target_test: Path | None = None
     pretrained: dict[str, Path] = field(default_factory=dict)  # per source element
+    references: tuple = ()  # references the study file registered: shipped to every worker
 
     def trial_dir(self, cell: Cell, key: str) -> Path:
         # The study's name in the path: one store holds many studies, and cell ids repeat across them.
@@ -110,6 +111,7 @@ class _Run:
             evaluation={**asdict(s.evaluation), "cache_dir": str(self.storage / "cache")} if final else None,
             reuse_run_dir=reuse_run_dir,
             warm_start_from=warm_start_from,
+            references=self.references,
             search_md=({**s.search_md(), "cache_dir": str(self.storage / "cache")}
                        if phase == "search" and s.search_stability else None),
         )
@@ -181,7 +183,12 @@ def _open(study: Study, resume: bool) -> _Run:
         c.update_run(parent_id, status="RUNNING")
         c.set_tag(parent_id, T.TAG_STATUS, "running")
         log.info("resuming study %s (run %s)", study.name, parent_id)
-    return _Run(study, storage, uri, c, exp_id, parent_id, time.time())
+    from mlptl.data.references import user_references
+
+    refs = tuple(user_references())
+    if refs:
+        log.info("shipping %d study references to the workers: %s", len(refs), ", ".join(f"{r.element}/{r.name}" for r in refs))
+    return _Run(study, storage, uri, c, exp_id, parent_id, time.time(), references=refs)
 
 
 def _prepare(run: _Run) -> None:
@@ -193,11 +200,12 @@ def _prepare(run: _Run) -> None:
     s, c = run.study, run.client
     init_ray()
     cpus = s.resources.cpus_per_trial
-    target_ref = run_task(resolve_data, s.target_data, run.storage / "data", num_cpus=cpus)
+    target_ref = run_task(resolve_data, s.target_data, run.storage / "data", num_cpus=cpus, references=run.references)
     pre_refs = {}
     if "transfer" in s.inits:
         gpus = 1 if s.resources.gpus_per_trial else 0  # else it would use its node's GPUs unaccounted
-        pre_refs = {src: run_task(pretrain, s, run.storage, src, num_cpus=cpus, num_gpus=gpus) for src in s.sources}
+        pre_refs = {src: run_task(pretrain, s, run.storage, src, num_cpus=cpus, num_gpus=gpus, references=run.references)
+                    for src in s.sources}
     run.target_data = get(target_ref)
     run.target_test = s.target_data.resolved_test_path()
     c.set_tag(run.parent_id, T.TAG_TARGET_DATA, str(run.target_data))
@@ -289,7 +297,8 @@ def _final(run: _Run, cells) -> None:
 
         cfg = stability_config(asdict(s.evaluation))
         get(run_task(reference_rdf, s.target_element, cfg.temperatures, cfg, reference=reference,
-                     cache_dir=str(run.storage / "cache"), num_cpus=s.resources.cpus_per_trial))
+                     cache_dir=str(run.storage / "cache"), num_cpus=s.resources.cpus_per_trial,
+                     references=run.references))
     make_tuner(
         s,
         run.storage,

@@ -88,6 +88,9 @@ def run_trial(config: dict[str, Any]) -> None:
 
     cpu0 = time.process_time()  # this process's CPU time, all its threads: the trial's share of the machine
     job = TrialJob.from_dict(config["job"])
+    from mlptl.data.references import register_shipped
+
+    register_shipped(job.references)
     torch.set_num_threads(max(1, int(job.cpus)))
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

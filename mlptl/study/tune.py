@@ -35,11 +35,23 @@ def init_ray() -> None:
     log.info("Ray resources: %s", ray.cluster_resources())
 
 
-def run_task(func, *args, num_cpus: float = 1.0, num_gpus: float = 0.0, **kwargs):
-    """Start ``func(*args, **kwargs)`` as a Ray task; :func:`get` its result."""
+def _with_references(references, func, *args, **kwargs):
+    from mlptl.data.references import register_shipped
+
+    register_shipped(references)
+    return func(*args, **kwargs)
+
+
+def run_task(func, *args, num_cpus: float = 1.0, num_gpus: float = 0.0, references=(), **kwargs):
+    """Start ``func(*args, **kwargs)`` as a Ray task; :func:`get` its result.
+
+    ``references``: the study's own reference potentials, registered in the worker first (a worker is
+    another process, maybe on another node: it knows only mlptl's library).
+    """
     import ray
 
-    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(func).remote(*args, **kwargs)
+    task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(_with_references)
+    return task.remote(tuple(references), func, *args, **kwargs)
 
 
 def get(ref) -> Any:
