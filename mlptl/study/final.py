@@ -33,10 +33,14 @@ def plan_final(
     best: dict[str, tuple[dict, str] | None],
     make_job: Callable[..., TrialJob],
     trial_dir: Callable[[Cell, str], Path],
+    only: str | None = None,
 ) -> list[TrialJob]:
-    """The final jobs still to run: every (cell, replicate) without a finished or failed run."""
+    """The final jobs still to run: every (cell, replicate) without a finished or failed run (of one
+    cell with ``only``)."""
     jobs = []
     for cell in study.cells():
+        if only is not None and cell.id != only:
+            continue
         chosen = best.get(cell.id)
         if chosen is None:
             log.warning("cell %s has no finished search trial: nothing to re-train", cell.id)

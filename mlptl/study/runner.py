@@ -206,6 +206,17 @@ def _prepare(run: _Run) -> None:
         gpus = 1 if s.resources.gpus_per_trial else 0  # else it would use its node's GPUs unaccounted
         pre_refs = {src: run_task(pretrain, s, run.storage, src, num_cpus=cpus, num_gpus=gpus, references=run.references)
                     for src in s.sources}
+    rdf_ref = None
+    reference = s.reference_for_target()
+    if s.evaluation.stability_temperatures and reference is not None:
+        # The reference RDF (MD with the reference potential), cached, before any final trial needs it:
+        # finals start during the search's tail (backfill), so it is made here, beside the data.
+        from mlptl.evaluate.full import stability_config
+        from mlptl.evaluate.reference_rdf import reference_rdf
+
+        cfg = stability_config(asdict(s.evaluation))
+        rdf_ref = run_task(reference_rdf, s.target_element, cfg.temperatures, cfg, reference=reference,
+                           cache_dir=str(run.storage / "cache"), num_cpus=cpus, references=run.references)
     run.target_data = get(target_ref)
     run.target_test = s.target_data.resolved_test_path()
     c.set_tag(run.parent_id, T.TAG_TARGET_DATA, str(run.target_data))
@@ -220,6 +231,8 @@ def _prepare(run: _Run) -> None:
         c.set_tag(run.parent_id, T.TAG_PRETRAINED + suffix, str(path))
         numeric = {f"pretrain_{k}{suffix}": v for k, v in pre_metrics.items() if isinstance(v, int | float) and "." not in k}
         T.log_metrics(c, run.parent_id, numeric)
+    if rdf_ref is not None:
+        get(rdf_ref)
 
 
 def _search(run: _Run):
@@ -255,20 +268,27 @@ def _search(run: _Run):
     n_search = cells.plan()
     log.info("search: %d trials to run over %d cells (%d per cell)", n_search, len(cells.cells), s.trials_per_cell)
     if n_search:
+        from mlptl.study.final import plan_final
+
+        def backfill(cid: str) -> list[TrialJob]:
+            return plan_final(c, run.exp_id, s, cells.best_trials(), run.job, run.trial_dir, only=cid)
+
+        searcher = OptunaCellSearcher(cells, on_complete, backfill=backfill)
         make_tuner(
             s,
             run.storage,
             f"{s.name}-search-{int(time.time())}",
             {},
             tune.TuneConfig(
-                search_alg=OptunaCellSearcher(cells, on_complete),
+                search_alg=searcher,
                 scheduler=OptunaPruningScheduler(cells.report),
-                num_samples=n_search,
+                num_samples=n_search + len(cells.cells) * len(s.seeds),  # search trials + backfilled finals
                 max_concurrent_trials=s.resources.max_concurrent_trials,
                 reuse_actors=True,
             ),
             [progress_callback(cells, run.started)],
         ).fit()
+        log.info("search: %d final re-trainings ran in the search's tail (backfill)", searcher.backfilled)
     if all(v is None for v in cells.best_values().values()):
         raise StudyFailed(
             f"no search trial of study {s.name!r} finished ({cells.counts}); the failure reasons are in the "
@@ -282,23 +302,13 @@ def _final(run: _Run, cells) -> None:
     from ray import tune
 
     from mlptl.study.final import plan_final
-    from mlptl.study.tune import get, make_tuner, run_task
+    from mlptl.study.tune import make_tuner
 
     s = run.study
     jobs = plan_final(run.client, run.exp_id, s, cells.best_trials(), run.job, run.trial_dir)
     log.info("final phase: %d re-trainings (%d replicates per cell)", len(jobs), len(s.seeds))
     if not jobs:
         return
-    reference = s.reference_for_target()
-    if s.evaluation.stability_temperatures and reference is not None:
-        # The reference RDF (MD with the reference potential) once, cached, before trials need it.
-        from mlptl.evaluate.full import stability_config
-        from mlptl.evaluate.reference_rdf import reference_rdf
-
-        cfg = stability_config(asdict(s.evaluation))
-        get(run_task(reference_rdf, s.target_element, cfg.temperatures, cfg, reference=reference,
-                     cache_dir=str(run.storage / "cache"), num_cpus=s.resources.cpus_per_trial,
-                     references=run.references))
     make_tuner(
         s,
         run.storage,

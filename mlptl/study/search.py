@@ -190,6 +190,10 @@ class CellStudies:
         extra = {"warm_start_from": warm} if warm else {}
         return self.make_job(cell, key, dict(trial.params), **extra)
 
+    def search_done(self, cid: str) -> bool:
+        """No search trial of the cell is left to start or still running."""
+        return self.remaining.get(cid, 0) == 0 and not any(lt.cell.id == cid for lt in self.live.values())
+
     def report(self, ray_trial_id: str, epoch: int, value: float) -> bool:
         """Feed one epoch's validation error to the cell's pruner; True means prune."""
         lt = self.live.get(ray_trial_id)
@@ -248,18 +252,43 @@ class CellStudies:
 
 
 class OptunaCellSearcher(Searcher):
-    """Ray Tune's view of :class:`CellStudies`: suggest from the cell studies, tell them the outcome."""
+    """Ray Tune's view of :class:`CellStudies`: suggest from the cell studies, tell them the outcome.
 
-    def __init__(self, cells: CellStudies, on_complete: Callable[[LiveTrial, str, dict], None] | None = None):
+    ``backfill(cell_id)`` gives the final-phase jobs of a cell whose search has ended: they are handed out
+    when no search trial is left to start, so that a core freed at the search's tail takes a finished
+    cell's re-training instead of waiting for the slowest search trial.
+    """
+
+    def __init__(
+        self,
+        cells: CellStudies,
+        on_complete: Callable[[LiveTrial, str, dict], None] | None = None,
+        backfill: Callable[[str], list[Any]] | None = None,
+    ):
         super().__init__(metric=M.VAL_FORCES_MAE, mode="min")
         self.cells = cells
         self.on_complete = on_complete
+        self.backfill = backfill
+        self._filled: set[str] = set()
+        self._queue: list[Any] = []
+        self.backfilled = 0
 
     def suggest(self, trial_id: str) -> dict | None:
         job = self.cells.next_job(trial_id)
-        if job is None:
+        if job is not None:
+            return {"job": job.to_dict()}
+        if self.backfill is None:
             return Searcher.FINISHED
-        return {"job": job.to_dict()}
+        for cid in self.cells.cells:
+            if cid not in self._filled and self.cells.search_done(cid):
+                self._filled.add(cid)
+                self._queue += self.backfill(cid)
+        if self._queue:
+            self.backfilled += 1
+            return {"job": self._queue.pop(0).to_dict()}
+        if len(self._filled) == len(self.cells.cells):
+            return Searcher.FINISHED
+        return None  # a cell is still searching: its final jobs come when it ends
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         done = self.cells.complete(trial_id, result, error)
