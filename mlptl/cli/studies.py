@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 
 from mlptl.cli._common import add_store_arguments, print_json, tracking_uri
 
@@ -95,15 +94,11 @@ def _cmd_studies(args: argparse.Namespace) -> int:
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    import os
-    import subprocess
+    from mlptl.cli_ui import run_ui
 
-    uri = tracking_uri(args)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
-    log.info("MLflow UI on http://%s:%s over %s", args.host, args.port, uri)
-    # The UI needs no background job runner (it would add seven processes to every `mlptl ui`).
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    return subprocess.call(cmd, env=env)
+    # The server and its workers live in their own process group: Ctrl-C, SIGTERM or this process dying
+    # takes the whole group down (run_ui), so no orphaned MLflow server keeps the port.
+    return run_ui(tracking_uri(args), args.host, args.port)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
