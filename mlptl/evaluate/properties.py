@@ -160,7 +160,12 @@ def _equation_of_state(atoms: Atoms, config: PropertyConfig) -> tuple[dict[str, 
         try:
             v0, e0, b = EquationOfState(volumes, energies, eos=config.eos).fit()
         except (RuntimeError, ValueError) as e:
-            raise RuntimeError(f"equation-of-state fit failed: {e}") from e
+            # A property of the model (no energy minimum near the crystal), not a bug: one line for the
+            # user, a note in a study's evaluation.
+            raise InputError(
+                f"equation-of-state fit failed ({e}): the model has no energy minimum within "
+                f"+/-{config.eos_strain:.0%} of the starting lattice constant"
+            ) from None
         scale = (v0 / abs(np.linalg.det(cell0))) ** (1.0 / 3.0)
     relaxed = atoms.copy()
     relaxed.calc = calc
