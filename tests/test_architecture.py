@@ -32,7 +32,7 @@ def layer_of(module: str) -> int:
         return 0
     parts = module.split(".")
     assert parts[0] == "mlptl", module
-    return LAYERS.index("cli" if parts[1] == "cli_ui" else parts[1])
+    return LAYERS.index(parts[1])
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

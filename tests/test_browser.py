@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 UI_SCRIPT = (
     "import logging, sys; logging.basicConfig(level=logging.INFO); "
-    "from mlptl.cli_ui import run_ui; sys.exit(run_ui(sys.argv[1], '127.0.0.1', int(sys.argv[2])))"
+    "from mlptl.cli.ui import run_ui; sys.exit(run_ui(sys.argv[1], '127.0.0.1', int(sys.argv[2])))"
 )
 
 

@@ -94,7 +94,7 @@ def _cmd_studies(args: argparse.Namespace) -> int:
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    from mlptl.cli_ui import run_ui
+    from mlptl.cli.ui import run_ui
 
     # The server and its workers live in their own process group: Ctrl-C, SIGTERM or this process dying
     # takes the whole group down (run_ui), so no orphaned MLflow server keeps the port.
