@@ -24,9 +24,19 @@ SBATCH = REPO / "clusters" / "slurm" / "mlptl.sbatch"
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range (32768+), where Ray's own services pick theirs at
+    random while the script starts: a port the OS handed out here could be taken again before MLflow
+    binds it (seen: 'Address already in use')."""
+    import random
+
+    for port in random.sample(range(7000, 9900), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 7000-9900")
 
 
 def _fakes(tmp_path: Path) -> Path:
