@@ -177,12 +177,15 @@ def pruner_specs(epochs: int) -> dict[str, Any]:
     main = {
         "none": P(kind="none"),
         "median (current default: 2 start-up, 2 warm-up)": P(kind="median", n_startup_trials=2, n_warmup_steps=2),
+        "median, no warm-up": P(kind="median", n_startup_trials=2, n_warmup_steps=0),
         "median, 5 warm-up": P(kind="median", n_startup_trials=2, n_warmup_steps=5),
         "percentile 25": P(kind="percentile", n_startup_trials=2, n_warmup_steps=2, options={"percentile": 25.0}),
         "patient median (patience 3)": P(kind="patient", n_startup_trials=2, n_warmup_steps=2,
                                          options={"patience": 3}),
         "successive halving (r=2, eta=4)": P(kind="successive_halving", n_warmup_steps=2),
         "hyperband (r=1, eta=3, R auto)": P(kind="hyperband", n_warmup_steps=1),
+        f"hyperband (r=2, eta=3, R={epochs})": P(kind="hyperband", n_warmup_steps=2,
+                                                 options={"reduction_factor": 3, "max_resource": epochs}),
         "ASHA-like SH (r=3, eta=4)": P(kind="successive_halving", n_warmup_steps=3, options={"reduction_factor": 4}),
     }
     sweep: dict[str, Any] = {}
@@ -198,9 +201,12 @@ def pruner_specs(epochs: int) -> dict[str, Any]:
                                                 options={"patience": pat})
     for r in (1, 2, 3, 5, 8):
         for eta in (2, 3, 4):
-            for b in (0, 1, 2):
+            for b in (0, 1):  # Optuna prunes the first b trials to reach each rung (it cannot pause them)
                 sweep[f"SH r{r} eta{eta} b{b}"] = P(kind="successive_halving", n_warmup_steps=r,
                                                     options={"reduction_factor": eta, "bootstrap_count": b})
+            # min_early_stopping_rate s: the first rung is at r * eta**s
+            sweep[f"SH r{r} eta{eta} s1"] = P(kind="successive_halving", n_warmup_steps=r,
+                                              options={"reduction_factor": eta, "min_early_stopping_rate": 1})
     for r in (1, 2, 3):
         for eta in (2, 3, 4):
             sweep[f"hyperband r{r} eta{eta} R auto"] = P(kind="hyperband", n_warmup_steps=r,
@@ -210,8 +216,12 @@ def pruner_specs(epochs: int) -> dict[str, Any]:
     return {"main": main, "sweep": sweep}
 
 
-def replay(spec, trials: list[dict[str, Any]], study_name: str, concurrency: int) -> dict[str, Any]:
-    """One cell's recorded trials through one pruner, in order, ``concurrency`` at a time."""
+def replay(spec, trials: list[dict[str, Any]], study_name: str, concurrency: int,
+           one_based: bool = False) -> dict[str, Any]:
+    """One cell's recorded trials through one pruner, in order, ``concurrency`` at a time.
+
+    ``one_based`` reports epoch e as Optuna step e (mlptl before the step-numbering fix), for comparison.
+    """
     import optuna
 
     from mlptl.study.pruning import make_pruner, report_epoch
@@ -241,7 +251,12 @@ def replay(spec, trials: list[dict[str, Any]], study_name: str, concurrency: int
             e = slot["epoch"]
             spent[i] = e
             # as in a study: every epoch's result, the last included, goes to the pruner before the trial ends
-            if report_epoch(trial, e, curve[e - 1]):
+            if one_based:
+                trial.report(curve[e - 1], e)
+                stop = trial.should_prune()
+            else:
+                stop = report_epoch(trial, e, curve[e - 1])
+            if stop:
                 ost.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 outcome[i] = "pruned" if e < len(curve) else "pruned at last epoch"
                 running.remove(slot)
@@ -268,6 +283,8 @@ def replay(spec, trials: list[dict[str, Any]], study_name: str, concurrency: int
         "val_gap_pct": 100 * (val(chosen) / val(best_all) - 1) if chosen is not None else None,
         "test_of_best": trials[chosen]["test_forces_mae"] if chosen is not None else None,
         "unpruned_test_of_best": trials[best_all]["test_forces_mae"],
+        "test_gap_pct": (100 * (trials[chosen]["test_forces_mae"] / trials[best_all]["test_forces_mae"] - 1)
+                         if chosen is not None else None),
         "best_survived": outcome[best_all] == "complete",
         "chosen_rank": rank,
     }
@@ -275,13 +292,15 @@ def replay(spec, trials: list[dict[str, Any]], study_name: str, concurrency: int
 
 def replay_all(curves: dict[str, list[dict[str, Any]]], specs: dict[str, Any], concurrency: int) -> pd.DataFrame:
     rows = []
-    for group, named in specs.items():
-        for name, spec in named.items():
-            for key, trials in curves.items():
-                seed, cell = key.split("/")
-                r = replay(spec, trials, study_name=f"pruners-s{seed}/{cell}", concurrency=concurrency)
-                rows.append({"group": group, "pruner": name, "spec": json.dumps(asdict(spec)),
-                             "sampler_seed": int(seed), "cell": cell, **r})
+    runs = [(group, name, spec, False) for group, named in specs.items() for name, spec in named.items()]
+    runs += [("1-based", name, spec, True) for name, spec in specs["main"].items() if spec.kind != "none"]
+    for group, name, spec, one_based in runs:
+        for key, trials in curves.items():
+            seed, cell = key.split("/")
+            r = replay(spec, trials, study_name=f"pruners-s{seed}/{cell}", concurrency=concurrency,
+                       one_based=one_based)
+            rows.append({"group": group, "pruner": name, "spec": json.dumps(asdict(spec)),
+                         "sampler_seed": int(seed), "cell": cell, **r})
     return pd.DataFrame(rows)
 
 
@@ -299,10 +318,30 @@ def summarise(df: pd.DataFrame, gap_goal: float, epochs_goal: float) -> pd.DataF
             lambda x: int(((x.val_gap_pct <= gap_goal) & (x.epochs_fraction <= epochs_goal)).sum()),
             include_groups=False),
         "test_of_best_mean": g.test_of_best.mean(),
+        "test_gap_pct_mean": g.test_gap_pct.mean(),
+        "test_gap_pct_worst": g.test_gap_pct.max(),
         "n_pruned_at_last_epoch": g.n_pruned_at_last_epoch.sum(),
     }).reset_index()
-    s["meets_goal"] = (s.val_gap_pct_worst <= gap_goal) & (s.epochs_fraction_mean <= epochs_goal)
+    # a replicate where the pruner stopped every trial leaves the cell without a model: it fails the goal
+    s.insert(2, "replicates_without_result", g.n_complete.apply(lambda x: int((x == 0).sum())).values)
+    s["meets_goal"] = ((s.replicates_without_result == 0) & (s.val_gap_pct_worst <= gap_goal)
+                       & (s.epochs_fraction_mean <= epochs_goal))
     return s
+
+
+def trials_per_cell_table(curves: dict[str, list[dict[str, Any]]], specs: dict[str, Any], args) -> pd.DataFrame:
+    """The main pruners on the first k trials of each sequence: a study of k trials per cell.
+
+    The prefix is exactly what a k-trial study samples while TPE's start-up trials (4 for 8-16 trials per
+    cell, ``make_sampler``) and the unpruned tells are the same, so savings can be read against study size.
+    """
+    n = min(len(t) for t in curves.values())
+    parts = []
+    for k in sorted({k for k in (8, 12, n) if 4 <= k <= n}):
+        cut = {key: trials[:k] for key, trials in curves.items()}
+        part = summarise(replay_all(cut, {"main": specs["main"]}, args.concurrency), args.gap_goal, args.epochs_goal)
+        parts.append(part[part.group == "main"].assign(trials_per_cell=k))
+    return pd.concat(parts, ignore_index=True)
 
 
 # ---------------------------------------------------------------- diagnostics, plot
@@ -377,6 +416,7 @@ def main() -> None:
             for i, cell in enumerate(study.cells()):
                 curves[f"{seed}/{cell.id}"] = record_cell(args, study, i)
         meta["record_wall_s"] = time.perf_counter() - t0
+        meta["record_cpu_s"] = time.process_time()
         meta["load_avg_at_end"] = list(__import__("os").getloadavg())
         write_json(OUT / "curves.json", {"meta": meta, "curves": curves})
     epochs = meta["settings"]["epochs"]
@@ -385,6 +425,8 @@ def main() -> None:
     df.to_csv(OUT / "replay.csv", index=False)
     summary = summarise(df, args.gap_goal, args.epochs_goal)
     summary.to_csv(OUT / "summary.csv", index=False)
+    by_trials = trials_per_cell_table(curves, pruner_specs(epochs), args)
+    by_trials.to_csv(OUT / "by_trials_per_cell.csv", index=False)
     corr = rank_correlations(curves, tuple(k for k in (1, 2, 3, 5, 10, 20, epochs) if k <= epochs))
     corr_table = corr.groupby("epoch").spearman.agg(["mean", "min", "max"]).reset_index()
     times = [x for ts in curves.values() for t in ts for x in t["epoch_time_s"][1:]]
@@ -393,7 +435,7 @@ def main() -> None:
         "median_epoch_time_s": float(pd.Series(times).median()) if times else None,
         "train_wall_s_total": sum(t["wall_s"] for ts in curves.values() for t in ts),
         "rank_correlation_with_best": corr_table.to_dict(orient="records"),
-        "summary": summary.to_dict(orient="records"),
+        "summary": json.loads(summary.to_json(orient="records")),  # NaN -> null: strict JSON
     })
     plot(df, curves, OUT / "pruners.png", args.gap_goal, args.epochs_goal)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 200):
