@@ -85,6 +85,7 @@ def test_cell_studies_report_epochs_as_optuna_steps(tmp_path):
         train_sizes=(4,),
         trials_per_cell=2,
         pruner=PrunerSpec(kind="median", n_startup_trials=1, n_warmup_steps=2),
+        max_epochs=6,  # epoch 3 is not the last: a trial at its last epoch is finished, never pruned
     )
     cells = CellStudies(study, f"sqlite:///{tmp_path / 'optuna.db'}", make_job=lambda cell, key, params: _Job(key=key))
     assert cells.plan() == 2
@@ -99,3 +100,18 @@ def test_cell_studies_report_epochs_as_optuna_steps(tmp_path):
     assert cells.report("bad", 3, BAD[2])
     trial = cells.live["bad"].trial
     assert sorted(trial.storage.get_trial(trial._trial_id).intermediate_values) == [0, 1, 2]
+
+
+def test_a_trial_at_its_last_epoch_is_finished_not_pruned(tmp_path):
+    study = replace(tiny_study(tmp_path), inits=("scratch",), train_sizes=(4,), trials_per_cell=2, max_epochs=3,
+                    pruner=PrunerSpec(kind="median", n_startup_trials=1, n_warmup_steps=0))
+    cells = CellStudies(study, f"sqlite:///{tmp_path / 'optuna.db'}", make_job=lambda cell, key, params: _Job(key=key))
+    cells.plan()
+    cells.next_job("good")
+    cells.next_job("bad")
+    for epoch, v in enumerate(GOOD[:3], start=1):
+        cells.report("good", epoch, v)
+    cells.complete("good", {"best_val_forces_mae": min(GOOD[:3])}, False)
+    assert cells.report("bad", 2, BAD[1]), "the median pruner prunes this trial before its last epoch"
+    cells.live["bad"].pruned_at = None  # as if it had continued
+    assert not cells.report("bad", 3, BAD[2]), "at its last epoch there is nothing left to save"

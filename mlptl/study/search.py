@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from mlptl import metrics as M
-from mlptl.study.pruning import make_pruner
+from mlptl.study.pruning import make_pruner, report_epoch
 from mlptl.study.spec import Cell, Study
 
 log = logging.getLogger(__name__)
@@ -201,8 +201,10 @@ class CellStudies:
             return False
         lt.last_epoch = epoch
         lt.best = min(lt.best, value)
-        lt.trial.report(value, epoch)
-        if lt.trial.should_prune():
+        prune = report_epoch(lt.trial, epoch, value)
+        # The last epoch is reported too (its value counts for later trials), but a trial that has run its
+        # whole budget is finished, not pruned: stopping it would save nothing.
+        if prune and epoch < self.study.max_epochs:
             lt.pruned_at = epoch
             return True
         return False
