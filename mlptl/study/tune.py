@@ -28,7 +28,7 @@ def init_ray() -> None:
     # swallow the first Ctrl-C and return from fit() as if the search had ended.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     # Workers must import mlptl and find the same files; locally they share this machine's Python.
-    ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address=_ray_address(), include_dashboard=False, log_to_driver=False, configure_logging=False)
     from mlptl.study.signals import reinstall
 
     reinstall()
@@ -40,6 +40,34 @@ def _with_references(references, func, *args, **kwargs):
 
     register_shipped(references)
     return func(*args, **kwargs)
+
+
+def _ray_address() -> str | None:
+    """RAY_ADDRESS if set; else the cluster `ray start` left on this machine (what `ray submit` relies on on a
+    head node) if it still answers; else a new local Ray ("local").
+
+    Why the check: Ray records the last `ray start` cluster in its temp dir and ``ray.init()`` connects to
+    it; if that cluster died without `ray stop`, the record stays and ``ray.init()`` waits for a dead GCS.
+    """
+    import socket
+
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"]
+    try:  # Ray's own lookup of the `ray start` record (not public API: any failure leaves it to Ray)
+        from ray._private.services import find_bootstrap_address
+
+        address = find_bootstrap_address(None) or ""
+    except Exception:
+        return None
+    if not address:
+        return "local"
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return address
+    except (OSError, ValueError):
+        log.warning("the Ray cluster `ray start` recorded (%s) does not answer: starting a local Ray", address)
+        return "local"
 
 
 def run_task(func, *args, num_cpus: float = 1.0, num_gpus: float = 0.0, references=(), **kwargs):
