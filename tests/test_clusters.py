@@ -795,23 +795,29 @@ from mlptl.data.generate import preset
 from mlptl.data.references import SW_GE_DING_ANDERSEN, Reference, register_reference, stillinger_weber
 from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
 
+# A new pair, Si -> Sn, with the user's own reference for alpha-tin (diamond, a0 6.489 A): the Ding-Andersen SW
+# form with its length scaled to tin's lattice and a shallower well. Defined only in this file.
+A0_SN = 6.489
 
-def softer_ge():
-    # a user's own variant: Ding-Andersen SW germanium with a 5 % shallower well, defined only in this file
-    return stillinger_weber({{**SW_GE_DING_ANDERSEN, "epsilon": 0.95 * SW_GE_DING_ANDERSEN["epsilon"]}})
+
+def sw_tin():
+    return stillinger_weber({{**SW_GE_DING_ANDERSEN, "el": "Sn", "sigma": SW_GE_DING_ANDERSEN["sigma"] * A0_SN / 5.654,
+                             "epsilon": 0.8 * SW_GE_DING_ANDERSEN["epsilon"]}})
 
 
-register_reference(Reference(element="Ge", name="sw-soft", factory=softer_ge, lattice="diamond", a0=5.654))
+register_reference(Reference(element="Sn", name="sw-tin", factory=sw_tin, lattice="diamond", a0=A0_SN))
 
 STUDY = Study(
     name={name!r},
     source_element="Si",
-    target_element="Ge",
-    pretraining=Pretraining(),
-    target_data=DataSource(generate=preset("tiny", "Ge", reference="sw-soft", frames_per_temperature=6)),
-    inits=("scratch",),
+    target_element="Sn",
+    pretraining=Pretraining(
+        data=DataSource(generate=preset("tiny", "Si", reference="sw", frames_per_temperature=6)),
+        max_epochs=2, val_size=3, test_size=3,
+    ),
+    target_data=DataSource(generate=preset("tiny", "Sn", reference="sw-tin", frames_per_temperature=6)),
     train_sizes=(4,),
-    search=SearchSpace(lr=(3e-3, 1e-2)),
+    search=SearchSpace(lr=(3e-3, 1e-2), freeze_depth=(0,)),
     trials_per_cell=1,
     seeds=(0,),
     max_epochs=1,
@@ -836,10 +842,11 @@ def _own_reference_ok(store: Path, name: str, tracking_uri: str) -> None:
     c = MlflowClient(tracking_uri)
     exp = c.get_experiment_by_name(name)
     final = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_PHASE}` = 'final'")
-    assert [r.data.tags[T.TAG_STATUS] for r in final] == ["finished"]
-    # the worker built the study's reference: data labelled by it, and the stability RDF computed with it
-    assert "stability_stable_fraction" in final[0].data.metrics
-    assert any("Ge-sw-soft" in p.name for p in (store / "data").glob("*.extxyz"))
+    assert sorted(r.data.tags[T.TAG_STATUS] for r in final) == ["finished", "finished"]
+    # the workers built the study's reference: data labelled by it, the stability RDF computed with it
+    assert all("stability_stable_fraction" in r.data.metrics for r in final)
+    assert any("Sn-sw-tin" in p.name for p in (store / "data").glob("*.extxyz"))
+    assert len([m for m in c.search_registered_models() if m.name.startswith(f"{name}-")]) == 2
 
 
 @pytest.mark.slow

@@ -120,3 +120,49 @@ def test_bad_input_found_inside_a_ray_task_is_one_line(tmp_path):
     assert "Traceback" not in proc.stderr and "RayTaskError" not in proc.stderr
 
 
+
+
+@pytest.mark.slow
+def test_a_non_sw_pair_runs_end_to_end(tmp_path):
+    """Ni -> Cu on EMT (fcc metals) in smoke mode: data, pretraining, search, replicates, MD with the EMT Cu
+    reference RDF, registry and report, as a user runs studies/ni_to_cu.py."""
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, str(repo / "studies" / "ni_to_cu.py"), "--smoke", "--storage", str(tmp_path / "store")],
+        capture_output=True, text=True, timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    c = T.client(T.default_tracking_uri(tmp_path / "store"))
+    exp = c.get_experiment_by_name("ni_to_cu-smoke")
+    final = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_PHASE}` = 'final'")
+    assert {r.data.tags[T.TAG_CELL] for r in final if r.data.tags[T.TAG_STATUS] == "finished"} == {
+        "scratch-n4", "scratch-n16", "transfer-n4", "transfer-n16"}
+    assert all("stability_stable_fraction" in r.data.metrics for r in final)
+    assert {r.data.params["element"] for r in final} == {"Cu"}
+    assert (tmp_path / "store" / "reports" / "ni_to_cu-smoke" / "report.md").is_file()
+
+
+def test_registration_chooses_by_validation_even_when_test_disagrees(tmp_path):
+    """Two finished replicates of one cell: the one with the better test error has the worse validation
+    error. The registry takes the validation winner; the test error is only reported."""
+    from mlptl.study.final import register_best_models
+    from mlptl.study.load import load_study
+
+    f = _write(tmp_path, "sel", inits=("scratch",))
+    study = load_study(f)
+    c = T.client(T.default_tracking_uri(tmp_path / "store"))
+    exp = T.ensure_experiment(c, "sel", tmp_path / "store" / "artifacts")
+    ids = {}
+    model = tmp_path / "model.nequip.zip"
+    model.write_bytes(b"not a real model: registration only records the artifact")
+    for name, val, test in (("val-best", 0.10, 0.30), ("test-best", 0.20, 0.05)):
+        run = c.create_run(exp, run_name=name, tags={T.TAG_ROLE: "trial", T.TAG_CELL: "scratch-n4", T.TAG_PHASE: "final",
+                                                     T.TAG_STATUS: "finished"})
+        c.log_metric(run.info.run_id, "best_val_forces_mae", val)
+        c.log_metric(run.info.run_id, "test_forces_mae", test)
+        c.log_artifact(run.info.run_id, str(model), T.MODEL_ARTIFACT_DIR)
+        ids[name] = run.info.run_id
+    registered = register_best_models(c, exp, study)
+    assert registered == {"scratch-n4": "sel-scratch-n4/1"}
+    (version,) = c.search_model_versions("name = 'sel-scratch-n4'")
+    assert version.run_id == ids["val-best"]
