@@ -107,7 +107,10 @@ def machine_info() -> dict[str, Any]:
 def write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    text = json.dumps(obj, indent=2, default=str) + "\n"
+    # Paths inside the repository are written relative to it: results must not carry a machine's layout.
+    root = str(Path(__file__).resolve().parent.parent)
+    tmp.write_text(text.replace(json.dumps(root + "/")[1:-1], ""))
     os.replace(tmp, path)
 
 

@@ -1,19 +1,21 @@
 """Shared by the benchmarks that run whole mlptl studies: run or resume a study, read it back from MLflow.
 
-The study benchmarks measure mlptl the way a user runs it (``run_study`` with Ray Tune, Optuna and MLflow),
-then read every number from the MLflow store with :func:`mlptl.report.load_runs`, the same reader the
-report uses, so a figure in bench/README.md can be checked in the MLflow UI run by run.
+The study benchmarks measure mlptl the way a user runs it (``mlptl run``: the study's phases with Ray Tune,
+Optuna and MLflow, then its report), then read every number from the MLflow store with
+:func:`mlptl.report.load_runs`, the same reader the report uses, or from the report's own CSVs, so a
+figure in bench/README.md can be checked in the MLflow UI run by run.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from _common import WORK_DIR
 
@@ -21,77 +23,98 @@ log = logging.getLogger("bench.studies")
 
 
 def run(study, *, fresh: bool = False) -> dict[str, Any]:
-    """Run ``study``, or finish it when an earlier run was interrupted (finished trials are not redone).
+    """Run ``study`` with its report, or finish it when an earlier run was interrupted (finished trials are
+    not redone), exactly as ``mlptl run STUDY --resume`` does (:func:`mlptl.cli.run.run`).
 
-    Returns the wall time of this call and the study's tracking URI.
+    Returns the wall time of this call, the study's tracking URI, its trial counts, the report directory
+    and the headline metrics the report put on the study's MLflow parent run.
     """
-    from mlptl.study.runner import run_study
+    from mlptl.cli.run import run as run_with_report
 
     storage = Path(study.storage)
     if fresh and storage.exists():
         log.info("removing %s (--fresh)", storage)
         shutil.rmtree(storage)
     t0 = time.time()
-    result = run_study(study, resume=True)
+    result = run_with_report(study, resume=True)
     wall = time.time() - t0
     log.info("study %s: %s in %.0f s", study.name, result.counts, wall)
     return {"wall_s": wall, "tracking_uri": result.tracking_uri, "counts": result.counts,
-            "report_dir": str(result.report_dir) if result.report_dir else None}
+            "report_dir": str(result.report_dir) if result.report_dir else None,
+            "headline": dict(result.headline)}
 
 
 def storage_dir(name: str) -> str:
     return str(WORK_DIR / name)
 
 
-def finals(runs: pd.DataFrame) -> pd.DataFrame:
-    """Finished final-phase runs: each cell's best configuration re-trained with each seed."""
-    return runs[(runs.phase == "final") & (runs.status == "finished")].copy()
+# ---------------------------------------------------------------- studies with resampled replicates
+def replicate_ci(values) -> tuple[float, float, float]:
+    """Mean over replicates and its bootstrap 95 % CI, the report's own (mlptl.report.statistics)."""
+    from mlptl.report.statistics import bootstrap_mean_ci
+
+    v = pd.to_numeric(pd.Series(values), errors="coerce").dropna().to_numpy(dtype=float)
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan
+    lo, hi = bootstrap_mean_ci(v) if len(v) > 1 else (math.nan, math.nan)
+    return float(v.mean()), float(lo), float(hi)
 
 
-def _stats(values: pd.Series) -> dict[str, float]:
-    v = pd.to_numeric(values, errors="coerce").dropna().astype(float)
-    if v.empty:
-        return {"mean": float("nan"), "std": float("nan"), "n": 0}
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=0)), "n": int(len(v))}
+def report_tables(report_dir: Path) -> dict[str, Any]:
+    """What a study's report measured: per-cell CIs, paired tests, savings factors, the N-vs-M table,
+    the headline metrics and the report's answer paragraph."""
+    report_dir = Path(report_dir)
+    return {
+        "cells": pd.read_csv(report_dir / "cell_stats.csv"),
+        "paired": pd.read_csv(report_dir / "paired_tests.csv"),
+        "savings": pd.read_csv(report_dir / "savings.csv"),
+        "pairs": pd.read_csv(report_dir / "headline_pairs.csv"),
+        "headline": json.loads((report_dir / "headline.json").read_text()),
+        "answer": (report_dir / "report.md").read_text().split("\n\n")[1].strip(),
+    }
 
 
-def cell_summary(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """One row per (init, train size): mean and std over seeds of each metric, plus the search effort."""
+def replicate_table(f: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """Per (init, training size) of the finished final replicates ``f``: mean and CI of each column."""
     rows = []
-    f = finals(runs)
-    for (init, size), g in runs.groupby(["init", "train_size"]):
-        s = g[g.phase == "search"]
-        fg = f[(f.init == init) & (f.train_size == size)]
-        row: dict[str, Any] = {
-            "init": init,
-            "train_size": int(size),
-            "search_trials": len(s),
-            "pruned": int((s.status == "pruned").sum()),
-            "failed": int((s.status == "failed").sum()),
-            "epochs_spent": float(s["epochs_run"].fillna(0).sum()),
-            "best_lr": float(fg["lr"].iloc[0]) if len(fg) else float("nan"),
-            "seeds": len(fg),
-        }
-        if "freeze_depth" in fg and len(fg):
-            row["best_freeze_depth"] = int(fg["freeze_depth"].iloc[0])
-        for m in metrics:
-            if m in fg:
-                st = _stats(fg[m])
-                row[f"{m}_mean"], row[f"{m}_std"] = st["mean"], st["std"]
+    for (init, n), g in f.groupby(["init", "train_size"]):
+        row = {"init": init, "train_size": int(n), "replicates": len(g), "lr": float(g["lr"].iloc[0]),
+               "subsets": int(g["subset_seed"].nunique()) if "subset_seed" in g else None}
+        for c in cols:
+            if c in g:
+                row[c], row[f"{c}_ci_low"], row[f"{c}_ci_high"] = replicate_ci(g[c])
         rows.append(row)
-    return pd.DataFrame(rows).sort_values(["train_size", "init"]).reset_index(drop=True)
+    return pd.DataFrame(rows)
 
 
-def pairwise_wins(runs: pd.DataFrame, metric: str, size_a: int, size_b: int) -> tuple[int, int]:
-    """In how many (transfer seed at ``size_a``, scratch seed at ``size_b``) pairs transfer is lower."""
-    f = finals(runs)
-    t = pd.to_numeric(f[(f.init == "transfer") & (f.train_size == size_a)][metric], errors="coerce").dropna()
-    s = pd.to_numeric(f[(f.init == "scratch") & (f.train_size == size_b)][metric], errors="coerce").dropna()
-    wins = sum(int(a < b) for a in t for b in s)
-    return wins, len(t) * len(s)
+def paired_ratio(f: pd.DataFrame, col: str) -> pd.DataFrame:
+    """Transfer / scratch of ``col`` per training size, paired by replicate (they share the subset)."""
+    out = []
+    for n, g in f.groupby("train_size"):
+        w = g.pivot_table(index="replicate", columns="init", values=col)
+        if {"scratch", "transfer"} <= set(w.columns):
+            w = w.dropna()
+            m, lo, hi = replicate_ci(w["transfer"] / w["scratch"])
+            out.append({"train_size": int(n), "pairs": len(w), "ratio_mean": m, "ci_low": lo, "ci_high": hi,
+                        "transfer_wins": int((w["transfer"] < w["scratch"]).sum())})
+    return pd.DataFrame(out)
 
 
-def fmt(mean: float, std: float, digits: int = 3) -> str:
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+def plain_log_axes(ax, sizes) -> None:
+    """Log axes with plain decimal tick labels on both (0.02, not 2x10^-2), and the sizes as x ticks."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
+
+    def tick(v: float, _pos: object = None) -> str:
+        return f"{v:.{max(0, -math.floor(math.log10(v)))}f}" if v > 0 else ""
+
+    def leading(v: float) -> int:
+        return int(round(v / 10 ** math.floor(math.log10(v)))) if v > 0 else 0
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(sorted(int(n) for n in sizes))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FuncFormatter(tick))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: tick(v) if leading(v) in (2, 3, 5) else ""))
+    ax.tick_params(axis="y", which="minor", labelsize=7)

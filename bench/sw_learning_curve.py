@@ -9,23 +9,33 @@ the learning rate tuned per cell and median pruning, MLflow tracking), sized for
 3. transfer transfers better in temperature: trained on 300 K and 600 K frames only, tested (forces and
    MD) at 900 K and 1200 K as well.
 
-Every number is read back from the study's MLflow store (bench/work/sw-learning-curve/); rerunning the
-script resumes the study (finished trials are not redone) and rewrites the results:
-bench/results/sw_learning_curve.{json,csv,png}. The full-scale version is studies/sw_si_to_ge.py.
+Replicates resample the data: replicate r of a cell trains on its own nested training subset r with
+weight seed r, and scratch and transfer replicate r share that subset, so the CIs (the study report's
+bootstrap over replicates) and paired tests are uncertainty over training data. The store of the run
+before that definition (bench/work/sw-learning-curve/, 3 weight seeds on one subset) is left alone: the
+default study name is new.
+
+Every number is read back from the study's MLflow store (bench/work/<name>/) and its report; rerunning
+the script resumes the study (finished trials are not redone) and rewrites the results:
+bench/results/<name with _>.{json,csv,png}. The full-scale version is studies/sw_si_to_ge.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
+import os
 import shutil
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import _studies as S  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from _common import RESULTS_DIR, machine_info, setup_logging, write_json  # noqa: E402
 
@@ -50,7 +60,7 @@ def make_study(args):
     def sw(element: str, temps: tuple[float, ...], per_t: int) -> GenerationSpec:
         # 64-atom diamond cells, frames 20 fs apart after 200 fs of equilibration (as bench/_common.py).
         return GenerationSpec(
-            element=element, temperatures=temps, frames_per_temperature=per_t, supercell=2,
+            element=element, reference="sw", temperatures=temps, frames_per_temperature=per_t, supercell=2,
             equilibration_steps=200, interval_steps=20, friction=0.02, seed=0,
         )
 
@@ -77,12 +87,13 @@ def make_study(args):
             "transfer": SearchSpace(lr=(3e-4, 1e-2), freeze_depth=(0,)),
         },
         trials_per_cell=args.trials_per_cell,
-        seeds=tuple(args.seeds),
+        seeds=tuple(range(args.replicates)),
         max_epochs=args.epochs,
         sampler_seed=0,
         pruner=PrunerSpec(kind="median", n_startup_trials=2, n_warmup_steps=5),
         evaluation=EvaluationSpec(
-            stability_temperatures=(300.0, *HELD_OUT_T), stability_steps=args.md_steps, stability_replicas=1,
+            stability_temperatures=tuple(args.md_temperatures) if args.md_steps > 0 else (),
+            stability_steps=max(args.md_steps, 1), stability_replicas=1,
             properties=False,
         ),
         resources=Resources(cpus_per_trial=1, max_concurrent_trials=args.concurrent),
@@ -90,66 +101,51 @@ def make_study(args):
     )
 
 
-def analyse(runs: pd.DataFrame, sizes: list[int]) -> dict:
-    groups = [f"T{int(t)}" for t in TRAIN_T + HELD_OUT_T]
-    metrics = ["test_forces_mae", "test_energy_per_atom_mae"]
-    metrics += [f"test_forces_mae.{g}" for g in groups]
-    stab = [f"stability_stable_fraction.T{int(t)}" for t in (300.0, *HELD_OUT_T)]
-    stab += [f"stability_median_ttf_ps.T{int(t)}" for t in (300.0, *HELD_OUT_T)]
-    table = S.cell_summary(runs, metrics + stab)
-    f = S.finals(runs)
-    # Held-out temperatures: mean force MAE over 900 K and 1200 K test frames, per run, then over seeds.
-    for g in groups:
-        f[f"test_forces_mae.{g}"] = pd.to_numeric(f.get(f"test_forces_mae.{g}"), errors="coerce")
+def analyse(runs: pd.DataFrame, report_dir: Path) -> dict:
+    """The learning curve, paired tests and savings from the study's report; temperature transfer and
+    stability as means over replicates with the same bootstrap CIs (mlptl.report.statistics)."""
+    from mlptl.report.runs import final_frame
+
+    rep = S.report_tables(report_dir)
+    f = final_frame(runs)
+    for t in TRAIN_T + HELD_OUT_T:
+        col = f"test_forces_mae.T{int(t)}"
+        f[col] = pd.to_numeric(f.get(col), errors="coerce")
     f["held_out_forces_mae"] = f[[f"test_forces_mae.T{int(t)}" for t in HELD_OUT_T]].mean(axis=1)
     f["train_t_forces_mae"] = f[[f"test_forces_mae.T{int(t)}" for t in TRAIN_T]].mean(axis=1)
     f["held_out_ratio"] = f["held_out_forces_mae"] / f["train_t_forces_mae"]
-    extra = f.groupby(["init", "train_size"])[["held_out_forces_mae", "train_t_forces_mae", "held_out_ratio"]]
-    extra = extra.agg(["mean", "std"])
-    extra.columns = [f"{a}_{b}" for a, b in extra.columns]
-    table = table.merge(extra.reset_index(), on=["init", "train_size"], how="left")
-
-    findings = {"transfer_vs_scratch": [], "transfer_N_vs_scratch_5N": []}
-    for n in sizes:
-        t = table[(table.init == "transfer") & (table.train_size == n)]
-        s = table[(table.init == "scratch") & (table.train_size == n)]
-        if t.empty or s.empty:
-            continue
-        wins, pairs = S.pairwise_wins(runs, "test_forces_mae", n, n)
-        findings["transfer_vs_scratch"].append({
-            "train_size": n,
-            "force_ratio": float(t.test_forces_mae_mean.iloc[0] / s.test_forces_mae_mean.iloc[0]),
-            "held_out_ratio": float(t.held_out_forces_mae_mean.iloc[0] / s.held_out_forces_mae_mean.iloc[0]),
-            "wins": f"{wins}/{pairs}",
-        })
-        if 5 * n in sizes:
-            wins, pairs = S.pairwise_wins(runs, "test_forces_mae", n, 5 * n)
-            s5 = table[(table.init == "scratch") & (table.train_size == 5 * n)]
-            findings["transfer_N_vs_scratch_5N"].append({
-                "N": n, "transfer_N": float(t.test_forces_mae_mean.iloc[0]),
-                "scratch_5N": float(s5.test_forces_mae_mean.iloc[0]), "wins": f"{wins}/{pairs}",
-            })
-    return {"table": table, "findings": findings}
+    cols = ["held_out_forces_mae", "train_t_forces_mae", "held_out_ratio", "test_energy_per_atom_mae"]
+    cols += [c for c in f.columns if str(c).startswith("stability_stable_fraction.")]
+    table = rep["cells"].merge(S.replicate_table(f, cols), on=["init", "train_size"], how="left")
+    # Held-out error, transfer against scratch, paired by replicate (they share the training subset).
+    held = S.paired_ratio(f, "held_out_forces_mae").rename(columns={"ratio_mean": "held_out_ratio_mean"})
+    return {"table": table, "paired": rep["paired"], "savings": rep["savings"], "pairs": rep["pairs"],
+            "held_out": held, "headline": rep["headline"], "answer": rep["answer"]}
 
 
 def plot(table: pd.DataFrame, out) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     style = {"scratch": dict(color="tab:red", marker="o"), "transfer": dict(color="tab:blue", marker="s")}
+    def err(g: pd.DataFrame, col: str, lo: str, hi: str) -> np.ndarray:
+        return np.vstack([g[col] - g[lo], g[hi] - g[col]]).clip(min=0)
+
     for init, g in table.groupby("init"):
         g = g.sort_values("train_size")
-        axes[0].errorbar(g.train_size, g.test_forces_mae_mean, yerr=g.test_forces_mae_std, capsize=3,
-                         label=init, **style[init])
-        axes[1].errorbar(g.train_size, g.train_t_forces_mae_mean, yerr=g.train_t_forces_mae_std, capsize=3,
-                         label=f"{init}: 300/600 K (trained)", **style[init])
-        axes[1].errorbar(g.train_size, g.held_out_forces_mae_mean, yerr=g.held_out_forces_mae_std, capsize=3,
-                         ls="--", label=f"{init}: 900/1200 K (held out)", mfc="none", **style[init])
+        axes[0].errorbar(g.train_size, g["mean"], yerr=err(g, "mean", "ci_low", "ci_high"), capsize=3,
+                         label=f"{init} (mean, 95% CI, {int(g.n.min())} reps)", **style[init])
+        for c, ls, lab in (("train_t_forces_mae", "-", "300/600 K (trained)"),
+                           ("held_out_forces_mae", "--", "900/1200 K (held out)")):
+            if c not in g or not g[c].notna().any():
+                continue
+            axes[1].errorbar(g.train_size, g[c], yerr=err(g, c, f"{c}_ci_low", f"{c}_ci_high"), capsize=3,
+                             ls=ls, label=f"{init}: {lab}", mfc="none" if ls == "--" else None, **style[init])
         for t, ls in ((300, "-"), (900, "--"), (1200, ":")):
-            col = f"stability_stable_fraction.T{t}_mean"
+            col = f"stability_stable_fraction.T{t}"
             if col in g:
                 axes[2].plot(g.train_size, g[col], ls=ls, label=f"{init} {t} K", **style[init])
     for ax in axes[:2]:
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        if ax.has_data():
+            S.plain_log_axes(ax, table.train_size.unique())
         ax.set_xlabel("Ge training frames")
         ax.set_ylabel("test force MAE [eV/Å]")
     axes[0].set_title("learning curve (all test temperatures)")
@@ -169,15 +165,16 @@ def plot(table: pd.DataFrame, out) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--name", default="sw-learning-curve")
+    p.add_argument("--name", default="sw-learning-curve-r5")
     p.add_argument("--source", default="Si")
     p.add_argument("--target", default="Ge")
     p.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 25, 50, 100])
     p.add_argument("--frames-per-temperature", type=int, default=80)
     p.add_argument("--trials-per-cell", type=int, default=3)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--replicates", type=int, default=5, help="replicates per cell: subsets and seeds 0..R-1")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--md-steps", type=int, default=600, help="stability MD steps (1 fs) per temperature")
+    p.add_argument("--md-temperatures", type=float, nargs="+", default=[300.0, *HELD_OUT_T])
     p.add_argument("--concurrent", type=int, default=2, help="trials at once (1 CPU and 1 torch thread each)")
     p.add_argument("--fresh", action="store_true", help="delete the study's store first instead of resuming")
     p.add_argument("--analyse-only", action="store_true", help="only re-read the store and rewrite the results")
@@ -185,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     setup_logging(args.verbose)
 
-    from mlptl.report import load_runs
+    from mlptl.report import build_report, load_runs
     from mlptl.tracking import resolve_tracking_uri
 
     study = make_study(args)
@@ -193,25 +190,29 @@ def main(argv: list[str] | None = None) -> int:
     if not args.analyse_only:
         info["run"] = S.run(study, fresh=args.fresh)
     uri = resolve_tracking_uri(study.storage_dir(), study.tracking_uri)
+    report_dir = study.storage_dir() / "reports" / study.name
+    if args.analyse_only or not (report_dir / "headline.json").is_file():
+        build_report(uri, study.name, report_dir)
     runs = load_runs(uri, study.name)
-    res = analyse(runs, list(args.sizes))
+    res = analyse(runs, report_dir)
     table = res["table"]
-    info["machine"]["load_avg_at_end"] = list(__import__("os").getloadavg())
-    info["findings"] = res["findings"]
-    info["table"] = table.to_dict(orient="records")
+    stem = args.name.replace("-", "_")
+    info["machine"]["load_avg_at_end"] = list(os.getloadavg())
+    for k in ("table", "paired", "savings", "pairs", "held_out"):
+        info[k] = json.loads(res[k].to_json(orient="records"))
+    info["headline"], info["answer"] = res["headline"], res["answer"]
     info["study_wall_s"] = info.get("run", {}).get("wall_s")
-    table.to_csv(RESULTS_DIR / "sw_learning_curve.csv", index=False)
-    write_json(RESULTS_DIR / "sw_learning_curve.json", info)
-    plot(table, RESULTS_DIR / "sw_learning_curve.png")
-    report_png = study.storage_dir() / "reports" / study.name / "pruning.png"
-    if report_png.exists():
-        shutil.copy2(report_png, RESULTS_DIR / "sw_learning_curve_pruning.png")
-    cols = ["init", "train_size", "best_lr", "pruned", "test_forces_mae_mean", "test_forces_mae_std",
-            "train_t_forces_mae_mean", "held_out_forces_mae_mean"]
-    log.info("\n%s", table[[c for c in cols if c in table]].to_string(index=False))
-    for k, v in res["findings"].items():
-        log.info("%s: %s", k, v)
-    return 0 if not math.isnan(float(table.test_forces_mae_mean.max())) else 1
+    table.to_csv(RESULTS_DIR / f"{stem}.csv", index=False)
+    write_json(RESULTS_DIR / f"{stem}.json", info)
+    plot(table, RESULTS_DIR / f"{stem}.png")
+    for src, dst in (("pruning.png", "pruning"), ("learning_curve.png", "report_learning_curve")):
+        if (report_dir / src).exists():
+            shutil.copy2(report_dir / src, RESULTS_DIR / f"{stem}_{dst}.png")
+    log.info("%s", res["answer"])
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        for k in ("table", "paired", "savings", "held_out"):
+            log.info("%s:\n%s", k, res[k].to_string(index=False))
+    return 0 if not math.isnan(float(table["mean"].max())) else 1
 
 
 if __name__ == "__main__":
