@@ -98,6 +98,18 @@ def test_sigint_in_search_and_sigterm_in_final_then_resume(tmp_path):
     assert row["state"] == "interrupted" and row["resume"].endswith("--resume")
     assert row["remaining"]["final_replicates"] == 8 and 0 < row["remaining"]["search_trials"] < 8
 
+    # An impatient user: Ctrl-C twice. The second one ends the driver at once, without the bookkeeping;
+    # the stores must still be good for the resumes below.
+    proc, log = _start(f, "--resume")
+    _wait_for(proc, log, store, lambda rs: any(r.info.status == "RUNNING" for r in rs), "a trial running again")
+    os.killpg(proc.pid, signal.SIGINT)
+    deadline = time.time() + 60
+    while "SIGINT received: stopping the study" not in log.read_text() and time.time() < deadline:
+        time.sleep(0.05)  # the first one is being handled: the second comes during its bookkeeping
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]
+    assert "second interrupt, stopping now" in log.read_text()
+
     # A scheduler's time limit: SIGTERM to the driver, while the final phase runs.
     proc, log = _start(f, "--resume")
     _wait_for(proc, log, store, lambda rs: _status(rs, "final", "running") >= 1, "the final phase started")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,6 +14,8 @@ from mlptl import tracking as T
 from mlptl.errors import InputError
 from mlptl.study import DataSource, Pretraining, PrunerSpec, SearchSpace
 from mlptl.study.search import CellStudies
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------- validation
@@ -154,6 +157,18 @@ def test_study_file_loads_and_overrides(tmp_path):
         load_study(tmp_path / "bad.py")
 
 
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "studies").glob("*.py")))
+def test_every_shipped_study_loads_and_validates_as_written_and_in_smoke_mode(path, monkeypatch, mlearn_dir):
+    """A shipped study file with a typo, an unknown reference or an impossible size fails here, not on a
+    user's cluster; the mlearn study reads the data where MLPTL_MLEARN_DIR points."""
+    from mlptl.study.load import load_study, smoke
+
+    monkeypatch.setenv("MLPTL_MLEARN_DIR", str(mlearn_dir))
+    study = load_study(REPO / path)
+    study.validate()
+    smoke(study).validate()
+
+
 # ---------------------------------------------------------------- several sources for one target
 def test_source_selection_makes_a_transfer_cell_per_source(tmp_path):
     from mlptl.study.load import load_study
@@ -220,3 +235,48 @@ def test_warm_start_seeds_each_cell_with_a_finished_studys_best(tmp_path):
         assert [w for _, w in got[cid][:2]] == [f"old/{src}"] * 2 and got[cid][2][1] is None
     with pytest.raises(InputError, match="study field warm_start.study"):
         replace(new, warm_start=WarmStart(storage=str(db.parent), study="nope")).validate(check_data=False)
+
+
+def test_a_trial_finished_before_the_driver_heard_of_it_is_not_run_again(tmp_path):
+    """A driver killed after a trial's MLflow run finished but before Optuna was told: the resume asks the
+    trial again with its key, and the trainable reports the recorded result instead of training again
+    (nothing is trained: the job's data does not even exist) and leaves the run exactly as it was."""
+    import time
+
+    from ray import tune
+
+    from mlptl.study.job import TrialJob, TrialParams
+    from mlptl.study.trial import run_trial
+
+    store = tmp_path / "store"
+    store.mkdir()
+    uri = T.default_tracking_uri(store)
+    c = T.client(uri)
+    exp = T.ensure_experiment(c, "killed", store / "artifacts")
+    run = c.create_run(exp, run_name="scratch-n4-t000", tags={
+        T.TAG_ROLE: "trial", T.TAG_TRIAL_KEY: "scratch-n4-t000", T.TAG_STATUS: "finished", T.TAG_EPOCHS_RUN: "3"})
+    T.log_metrics(c, run.info.run_id, {"best_val_forces_mae": 0.125, "test_forces_mae": 0.2})
+    T.set_status(c, run.info.run_id, "finished")
+    before = c.get_run(run.info.run_id).info
+    time.sleep(1.1)  # a second finish would move end_time
+    job = TrialJob(
+        study="killed", trial_key="scratch-n4-t000", cell="scratch-n4", phase="search", source_element="Si",
+        element="Ge", init="scratch", train_size=4, params=TrialParams(lr=1e-3), seed=0, replicate=0,
+        subset_seed=0, run_dir=str(tmp_path / "run"), data=str(tmp_path / "missing.extxyz"), test_data=None,
+        pretrained=None, max_epochs=3, val_size=2, test_size=2, split_seed=0, model="tiny", tracking_uri=uri,
+        experiment_id=exp, parent_run_id="none",
+    )
+    from mlptl.study.tune import init_ray
+
+    init_ray()  # as a study does (a stale `ray start` record on the machine must not make ray.init wait)
+    results = tune.Tuner(
+        run_trial, param_space={"job": job.to_dict()},
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), name="resume", verbose=0),
+    ).fit()
+    res = results[0]
+    assert res.error is None, res.error
+    assert res.metrics["recorded"] == 1 and res.metrics["mlptl_status"] == "finished"
+    assert res.metrics["best_val_forces_mae"] == 0.125 and res.metrics["epoch"] == 3
+    after = c.get_run(run.info.run_id)
+    assert (after.info.status, after.info.end_time) == (before.status, before.end_time)
+    assert not (tmp_path / "run").exists(), "nothing may be trained or written"

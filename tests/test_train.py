@@ -219,3 +219,26 @@ def test_subset_seed_draws_other_training_frames_with_the_same_test_set(tmp_path
     assert a == a_again
     assert a["test"] == b["test"] and a["val"] == b["val"]
     assert a["train"] != b["train"]
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_and_transfers(tmp_path, ge_data, si_model, monkeypatch):
+    """TrainSpec.compile trains through nequip's train-time torch.compile (one cold compile, about a
+    minute or two on 2 cores): a transfer run compiled from an eager source gives the eager run's numbers,
+    and its package is the plain model. The real torch.compile is called, and counted."""
+    real, calls = torch.compile, []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", counted)
+    eager = train(_spec(tmp_path, ge_data, si_model, out=str(tmp_path / "eager")))
+    assert not calls, "eager training must not compile"
+    compiled = train(_spec(tmp_path, ge_data, si_model, out=str(tmp_path / "compiled"), compile=True))
+    assert calls, "compile=True must go through torch.compile"
+    for k in ("val_forces_mae", "val_energy_per_atom_mae"):
+        assert compiled.history[-1][k] == pytest.approx(eager.history[-1][k], rel=1e-4), k
+    e = evaluate_test_set(eager.model_path, eager.test_path, element="Ge", out=tmp_path / "e")
+    c = evaluate_test_set(compiled.model_path, compiled.test_path, element="Ge", out=tmp_path / "c")
+    assert c["test_forces_mae"] == pytest.approx(e["test_forces_mae"], rel=1e-4)

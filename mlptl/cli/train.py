@@ -39,6 +39,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         split_seed=args.split_seed,
         model=args.model_size,
+        compile=args.compile,
     )
     result = train(spec, resume=not args.restart, progress=args.progress)
     test = evaluate_test_set(result.model_path, result.test_path, element=spec.element, out=result.out)
@@ -73,6 +74,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-seed", type=int, default=0, help="test/validation split and subset order")
     p.add_argument("--model-size", default="tiny", help="model preset: tiny, small, paper")
     p.add_argument("--restart", action="store_true", help="ignore checkpoints in OUT and start over")
+    p.add_argument("--compile", action="store_true",
+                   help="train through torch.compile: ~3x faster epochs on CPU after a 20-150 s first epoch")
     p.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
     p.set_defaults(func=_cmd_train)
 

@@ -21,20 +21,10 @@ from mlptl.fsutil import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["force_errors", "predict", "evaluate_test_set", "METRICS_FILE"]
+__all__ = ["force_errors", "evaluate_test_set", "METRICS_FILE"]
 
 #: Where :func:`evaluate_test_set` records a run directory's test errors, beside the training figures.
 METRICS_FILE = "metrics.json"
-
-
-def predict(calc: Calculator, frames) -> list[tuple[float, np.ndarray]]:
-    """Energy and forces of each frame from ``calc`` (frames keep their reference labels)."""
-    out = []
-    for atoms in frames:
-        a = atoms.copy()
-        a.calc = calc
-        out.append((float(a.get_potential_energy()), np.asarray(a.get_forces())))
-    return out
 
 
 def _errors(pairs) -> dict[str, float]:
@@ -72,6 +62,8 @@ def force_errors(
 
         el = element or sorted({s for a in frames for s in a.get_chemical_symbols()})[0]
         calc = load_calculator(model, el)
+    from mlptl.model.calculator import predict
+
     preds = predict(calc, frames)
     pairs, groups = [], defaultdict(list)
     for atoms, (e, f) in zip(frames, preds):

@@ -10,6 +10,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 from ase.calculators.calculator import Calculator
 
 from mlptl.data.references import is_import_name, known_references, reference_calculator
@@ -75,3 +76,13 @@ def load_calculator(model: str | os.PathLike, element: str) -> Calculator:
     if element not in types:
         raise InputError(f"this model knows elements {types}, not {element!r}", path=s)
     return calc
+
+
+def predict(calc: Calculator, frames) -> list[tuple[float, np.ndarray]]:
+    """Energy and forces of each frame from ``calc`` (the frames keep their reference labels)."""
+    out = []
+    for atoms in frames:
+        a = atoms.copy()
+        a.calc = calc
+        out.append((float(a.get_potential_energy()), np.asarray(a.get_forces())))
+    return out

@@ -102,18 +102,11 @@ def export_model(model_path: str | Path, out: str | Path | None = None, fmt: str
 def _predict(path: Path, fmt: str, frames: Sequence) -> list[tuple[float, np.ndarray]]:
     if fmt == "lammps":
         return [_nequip.pair_allegro_energy_forces(path, atoms) for atoms in frames]
-    if path.name.endswith(".nequip.pth"):
-        calc = _nequip.calculator_from_compiled(path, "cpu")
-    else:
-        from mlptl.model.calculator import nequip_calculator
+    from mlptl.model.calculator import nequip_calculator, predict
 
-        calc = nequip_calculator(path, "cpu")
-    out = []
-    for atoms in frames:
-        a = atoms.copy()
-        a.calc = calc
-        out.append((float(a.get_potential_energy()), np.asarray(a.get_forces())))
-    return out
+    if path.name.endswith(".nequip.pth"):
+        return predict(_nequip.calculator_from_compiled(path, "cpu"), frames)
+    return predict(nequip_calculator(path, "cpu"), frames)
 
 
 def export_differences(model_path: str | Path, exported: str | Path, fmt: str, frames: Sequence) -> dict[str, float]:

@@ -77,6 +77,7 @@ class TrialJob:
     search_md: dict[str, Any] | None = None  # {"steps", "temperature", "cache_dir"}: the search's MD check
     warm_start_from: str | None = None  # the finished study's Optuna study whose configuration this is
     references: tuple[Any, ...] = ()  # the study's own Reference objects, registered in the worker
+    compile: bool = False  # nequip's train-time torch.compile (Study.compile)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -122,6 +123,7 @@ class TrialJob:
             split_seed=self.split_seed,
             subset_seed=self.subset_seed,
             model=self.model,
+            compile=self.compile,
         )
 
     def mlflow_params(self) -> dict[str, Any]:

@@ -77,6 +77,7 @@ def pretrain(study: Study, storage: Path, source: str) -> tuple[Path, dict[str, 
         batch_size=p.batch_size,
         seed=p.seed,
         model=p.model,
+        compile=study.compile,  # not in the cache key: compiled and eager training give the same weights
     )
     from mlptl.evaluate.forces import evaluate_test_set
 

@@ -112,6 +112,7 @@ class _Run:
             reuse_run_dir=reuse_run_dir,
             warm_start_from=warm_start_from,
             references=self.references,
+            compile=s.compile,
             search_md=({**s.search_md(), "cache_dir": str(self.storage / "cache")}
                        if phase == "search" and s.search_stability else None),
         )

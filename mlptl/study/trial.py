@@ -75,6 +75,17 @@ def _reuse_search_trial(job: TrialJob, run_dir: Path) -> bool:
     return True
 
 
+def _report_recorded(job: TrialJob, run) -> None:
+    """A trial whose MLflow run finished before the driver heard of it (the driver was killed between the
+    two): Ray Tune and Optuna get the recorded result, and the run is left exactly as it finished."""
+    from ray import tune
+
+    log.info("trial %s finished before the driver was stopped: its recorded result is reported", job.trial_key)
+    epochs = int(run.data.tags.get(T.TAG_EPOCHS_RUN, run.data.metrics.get(M.EPOCH, 0)))
+    tune.report({**run.data.metrics, "final": 1, "mlptl_status": "finished", M.EPOCH: epochs,
+                 "trial_key": job.trial_key, "recorded": 1})
+
+
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable."""
     import tempfile
@@ -88,13 +99,17 @@ def run_trial(config: dict[str, Any]) -> None:
 
     cpu0 = time.process_time()  # this process's CPU time, all its threads: the trial's share of the machine
     job = TrialJob.from_dict(config["job"])
+    c = T.client(job.tracking_uri)
+    done = T.find_run(c, job.experiment_id, **{T.TAG_ROLE: "trial", T.TAG_TRIAL_KEY: job.trial_key})
+    if done is not None and done.data.tags.get(T.TAG_STATUS) == "finished":
+        _report_recorded(job, done)
+        return
     from mlptl.data.references import register_shipped
 
     register_shipped(job.references)
     torch.set_num_threads(max(1, int(job.cpus)))
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    c = T.client(job.tracking_uri)
     tags = {
         T.TAG_ROLE: "trial",
         T.TAG_STUDY: job.study,

@@ -57,6 +57,11 @@ def validate_study(s: Study, *, check_data: bool = True) -> None:
         raise _err("trials_per_cell", "must be at least 1")
     if s.max_epochs < 1:
         raise _err("max_epochs", "must be at least 1")
+    if s.compile:
+        from mlptl.train.spec import cxx_compiler
+
+        if cxx_compiler() is None:
+            raise _err("compile", "torch.compile on the CPU needs a C++ compiler (g++, clang++ or $CXX) on PATH")
     if not s.seeds:
         raise _err("seeds", "need at least one seed for re-training each cell's best")
     if len(set(s.seeds)) != len(s.seeds):

@@ -117,7 +117,15 @@ def model_config(
             per_type_energy_shifts=shifts,
             per_type_energy_scales=scales,
         )
-        return cfg, mspec
+        return _compile_mode(cfg, spec), mspec
     cfg = dict(source.model_config)
     cfg.update(type_names=[el], seed=int(spec.seed), per_type_energy_shifts=shifts, per_type_energy_scales=scales)
-    return cfg, source.spec()
+    return _compile_mode(cfg, spec), source.spec()
+
+
+def _compile_mode(cfg: dict[str, Any], spec: TrainSpec) -> dict[str, Any]:
+    """nequip's documented train-time compile switch; a source model's own setting is not inherited."""
+    cfg.pop("compile_mode", None)
+    if spec.compile:
+        cfg["compile_mode"] = "compile"
+    return cfg
