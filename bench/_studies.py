@@ -49,6 +49,14 @@ def storage_dir(name: str) -> str:
 
 
 # ---------------------------------------------------------------- studies with resampled replicates
+def previous_run(results_json: Path) -> dict[str, Any]:
+    """The run record (wall time, machine, settings) of earlier results, for an --analyse-only rewrite."""
+    if not Path(results_json).is_file():
+        return {}
+    old = json.loads(Path(results_json).read_text())
+    return {k: old[k] for k in ("run", "machine", "settings", "study_wall_s") if k in old}
+
+
 def replicate_ci(values) -> tuple[float, float, float]:
     """Mean over replicates and its bootstrap 95 % CI, the report's own (mlptl.report.statistics)."""
     from mlptl.report.statistics import bootstrap_mean_ci

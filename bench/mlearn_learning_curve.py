@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     info = {"benchmark": "mlearn_learning_curve", "machine": machine_info(), "settings": vars(args)}
     if not args.analyse_only:
         info["run"] = S.run(study, fresh=args.fresh)
+    else:  # keep the measured run (its wall time, machine and date) of the results being re-analysed
+        info.update(S.previous_run(RESULTS_DIR / f"{args.name.replace('-', '_')}.json"))
     uri = resolve_tracking_uri(study.storage_dir(), study.tracking_uri)
     report_dir = study.storage_dir() / "reports" / study.name
     if args.analyse_only or not (report_dir / "headline.json").is_file():
@@ -147,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     res = analyse(load_runs(uri, study.name), report_dir)
     table = res["table"]
     stem = args.name.replace("-", "_")
-    info["machine"]["load_avg_at_end"] = list(os.getloadavg())
+    if not args.analyse_only:
+        info["machine"]["load_avg_at_end"] = list(os.getloadavg())
     for k in ("table", "paired", "savings", "pairs", "energy"):
         info[k] = json.loads(res[k].to_json(orient="records"))
     info["headline"], info["answer"] = res["headline"], res["answer"]

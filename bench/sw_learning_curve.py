@@ -38,6 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from _common import RESULTS_DIR, machine_info, setup_logging, write_json  # noqa: E402
+from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 log = logging.getLogger("bench.sw_learning_curve")
 
@@ -151,6 +152,9 @@ def plot(table: pd.DataFrame, out) -> None:
     axes[0].set_title("learning curve (all test temperatures)")
     axes[1].set_title("temperature transfer")
     axes[2].set_xscale("log")
+    axes[2].set_xticks(sorted(table.train_size.unique()))
+    axes[2].xaxis.set_major_formatter(ScalarFormatter())
+    axes[2].xaxis.set_minor_formatter(NullFormatter())
     axes[2].set_ylim(-0.05, 1.05)
     axes[2].set_xlabel("Ge training frames")
     axes[2].set_ylabel("stable fraction of MD runs")
@@ -189,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     info = {"benchmark": "sw_learning_curve", "machine": machine_info(), "settings": vars(args)}
     if not args.analyse_only:
         info["run"] = S.run(study, fresh=args.fresh)
+    else:  # keep the measured run (its wall time, machine and date) of the results being re-analysed
+        info.update(S.previous_run(RESULTS_DIR / f"{args.name.replace('-', '_')}.json"))
     uri = resolve_tracking_uri(study.storage_dir(), study.tracking_uri)
     report_dir = study.storage_dir() / "reports" / study.name
     if args.analyse_only or not (report_dir / "headline.json").is_file():
@@ -197,11 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     res = analyse(runs, report_dir)
     table = res["table"]
     stem = args.name.replace("-", "_")
-    info["machine"]["load_avg_at_end"] = list(os.getloadavg())
+    if not args.analyse_only:
+        info["machine"]["load_avg_at_end"] = list(os.getloadavg())
     for k in ("table", "paired", "savings", "pairs", "held_out"):
         info[k] = json.loads(res[k].to_json(orient="records"))
     info["headline"], info["answer"] = res["headline"], res["answer"]
-    info["study_wall_s"] = info.get("run", {}).get("wall_s")
+    info["study_wall_s"] = (info.get("run") or {}).get("wall_s")
     table.to_csv(RESULTS_DIR / f"{stem}.csv", index=False)
     write_json(RESULTS_DIR / f"{stem}.json", info)
     plot(table, RESULTS_DIR / f"{stem}.png")
