@@ -36,6 +36,7 @@ STUDY = Study(
     trials_per_cell=12,
     seeds=(0, 1, 2),
     max_epochs=150,
+    compile=True,  # 150-epoch trials: train-time torch.compile pays after 10-20 epochs (bench/train_compile.py)
     pruner=PrunerSpec(kind="median", n_startup_trials=3, n_warmup_steps=10),
     evaluation=EvaluationSpec(stability_temperatures=(300.0, 1000.0), stability_steps=5000, stability_replicas=3),
     resources=Resources(cpus_per_trial=2, gpus_per_trial=0.5),

@@ -1,10 +1,10 @@
 """Quick start: a small but complete Si -> Ge study on Stillinger-Weber data, on a laptop CPU.
 
 Two Ge training sizes, scratch against transfer, the learning rate (and, for transfer, the freeze depth)
-searched by Optuna with median pruning, the best of each cell re-trained with two seeds and checked for
-MD stability. Measured in a fresh clone and venv: 559 s (9.3 min) on 2 CPU cores with one other
-single-threaded job running (2026-11-25; 20 minutes when the cores were heavily shared). The install
-before it took 6.5 min.
+searched by Optuna with median pruning, the best of each cell re-trained as two replicates (each on its own
+draw of the Ge training frames) and checked for MD stability; the report says how much Ge data transfer
+saves. Measured in a fresh clone and venv: 559 s (9.3 min) on 2 CPU cores with one other single-threaded
+job running (2026-11-25; 20 minutes when the cores were heavily shared). The install before it took 6.5 min.
 
     mlptl run studies/quickstart.py            # or: python studies/quickstart.py
     mlptl ui                                   # browse the runs

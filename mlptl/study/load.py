@@ -103,4 +103,5 @@ def smoke(study: Study) -> Study:
         train_sizes=tuple(sorted(study.train_sizes))[:2],
         evaluation=ev,
         pretraining=pre,
+        compile=False,  # a compile costs 20-150 s per process: more than a smoke run's training
     )
