@@ -66,6 +66,8 @@ def make_study(args):
         resources=Resources(cpus_per_trial=1, max_concurrent_trials=args.concurrent),
         val_size=10,
         test_size=0,
+        # No DFT MD here: the SW Ge potential's crystal and RDF are the structural reference for stability.
+        target_reference="sw",
         storage=S.storage_dir(args.name),
     )
 

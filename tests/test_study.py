@@ -44,6 +44,18 @@ def test_invalid_study_is_rejected_before_ray_starts(tmp_path, change, field):
     assert not (tmp_path / "store").exists()
 
 
+def test_an_evaluation_that_needs_a_reference_is_rejected_without_one(tmp_path, tiny_ge):
+    """Frames from a file name no reference; MD stability would be skipped in every trial without a word."""
+    from mlptl.study import EvaluationSpec
+
+    study = replace(tiny_study(tmp_path), target_data=DataSource(path=str(tiny_ge)), train_sizes=(2, 4),
+                    val_size=2, test_size=2)
+    with pytest.raises(InputError, match="study field target_reference: the evaluation asks for MD stability"):
+        study.validate()
+    replace(study, target_reference="sw").validate()
+    replace(study, evaluation=EvaluationSpec(stability_temperatures=(), properties=False)).validate()
+
+
 def test_unreadable_target_data_is_rejected(tmp_path):
     bad = tmp_path / "ge.extxyz"
     bad.write_text("this is not an extxyz file\n")

@@ -115,6 +115,16 @@ def validate_study(s: Study, *, check_data: bool = True) -> None:
         raise _err("val_size", "must be at least 1")
     if check_data:
         _check_sizes(s)
+    ev = s.evaluation
+    if (ev.stability_temperatures or ev.properties) and s.reference_for_target() is None:
+        # Without a reference there is no starting crystal, no reference RDF and nothing to compare
+        # properties with: the evaluation the study asks for would be skipped, silently, in every trial.
+        raise _err(
+            "target_reference",
+            f"the evaluation asks for MD stability or properties of {s.target_element}, which need its reference "
+            "potential (the starting crystal, the reference RDF); name one, e.g. target_reference='sw', or set "
+            "EvaluationSpec(stability_temperatures=(), properties=False)",
+        )
 
 
 def _check_search(s: Study, inits: tuple[str, ...]) -> None:
