@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default = os.environ.get("MLPTL_MLEARN_DIR", str(BENCH_DIR.parent.parent / "shared" / "data" / "mlearn"))
     p.add_argument("--mlearn", default=default, help="folder with Si/ and Ge/ training.json, test.json")
-    p.add_argument("--name", default="mlearn-learning-curve-r5")
+    p.add_argument("--name", default="mlearn-learning-curve-r5-md")
     p.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 200])
     p.add_argument("--trials-per-cell", type=int, default=3)
     p.add_argument("--replicates", type=int, default=5, help="replicates per cell: subsets and seeds 0..R-1")
