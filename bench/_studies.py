@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from _common import WORK_DIR
+from _common import RESULTS_DIR, WORK_DIR, machine_info
 
 log = logging.getLogger("bench.studies")
 
@@ -49,6 +50,27 @@ def storage_dir(name: str) -> str:
 
 
 # ---------------------------------------------------------------- studies with resampled replicates
+def run_and_read(study, args, benchmark: str) -> tuple[dict[str, Any], Path, pd.DataFrame]:
+    """Run or resume ``study`` (or with ``args.analyse_only`` keep the measured run's record), make sure
+    its report exists, and read its runs back: the info dict of the results JSON, the report directory
+    and the runs frame."""
+    from mlptl.report import build_report, load_runs
+    from mlptl.tracking import resolve_tracking_uri
+
+    info: dict[str, Any] = {"benchmark": benchmark, "machine": machine_info(), "settings": vars(args)}
+    if not args.analyse_only:
+        info["run"] = run(study, fresh=args.fresh)
+    else:  # keep the measured run (its wall time, machine and date) of the results being re-analysed
+        info.update(previous_run(RESULTS_DIR / f"{args.name.replace('-', '_')}.json"))
+    uri = resolve_tracking_uri(study.storage_dir(), study.tracking_uri)
+    report_dir = study.storage_dir() / "reports" / study.name
+    if args.analyse_only or not (report_dir / "headline.json").is_file():
+        build_report(uri, study.name, report_dir)
+    if not args.analyse_only:
+        info["machine"]["load_avg_at_end"] = list(os.getloadavg())
+    return info, report_dir, load_runs(uri, study.name)
+
+
 def previous_run(results_json: Path) -> dict[str, Any]:
     """The run record (wall time, machine, settings) of earlier results, for an --analyse-only rewrite."""
     if not Path(results_json).is_file():

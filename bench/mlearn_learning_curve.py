@@ -34,7 +34,7 @@ import _studies as S  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from _common import BENCH_DIR, RESULTS_DIR, machine_info, setup_logging, write_json  # noqa: E402
+from _common import BENCH_DIR, RESULTS_DIR, setup_logging, write_json  # noqa: E402
 
 log = logging.getLogger("bench.mlearn_learning_curve")
 GROUPS = ("AIMD-NVT", "Elastic", "Vacancy", "Surface")
@@ -135,24 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     setup_logging(args.verbose)
-    from mlptl.report import build_report, load_runs
-    from mlptl.tracking import resolve_tracking_uri
-
     study = make_study(args)
-    info = {"benchmark": "mlearn_learning_curve", "machine": machine_info(), "settings": vars(args)}
-    if not args.analyse_only:
-        info["run"] = S.run(study, fresh=args.fresh)
-    else:  # keep the measured run (its wall time, machine and date) of the results being re-analysed
-        info.update(S.previous_run(RESULTS_DIR / f"{args.name.replace('-', '_')}.json"))
-    uri = resolve_tracking_uri(study.storage_dir(), study.tracking_uri)
-    report_dir = study.storage_dir() / "reports" / study.name
-    if args.analyse_only or not (report_dir / "headline.json").is_file():
-        build_report(uri, study.name, report_dir)
-    res = analyse(load_runs(uri, study.name), report_dir)
+    info, report_dir, runs = S.run_and_read(study, args, "mlearn_learning_curve")
+    res = analyse(runs, report_dir)
     table = res["table"]
     stem = args.name.replace("-", "_")
-    if not args.analyse_only:
-        info["machine"]["load_avg_at_end"] = list(os.getloadavg())
     for k in ("table", "paired", "savings", "pairs", "energy"):
         info[k] = json.loads(res[k].to_json(orient="records"))
     info["headline"], info["answer"] = res["headline"], res["answer"]
