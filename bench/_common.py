@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import platform
+import re
 import statistics
 import time
 from pathlib import Path
@@ -108,9 +109,12 @@ def write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     text = json.dumps(obj, indent=2, default=str) + "\n"
-    # Paths inside the repository are written relative to it: results must not carry a machine's layout.
-    root = str(Path(__file__).resolve().parent.parent)
-    tmp.write_text(text.replace(json.dumps(root + "/")[1:-1], ""))
+    # Paths are written relative to the repository (its sibling ../shared included): results must not
+    # carry a machine's layout.
+    root = Path(__file__).resolve().parent.parent
+    for prefix, rel in ((root, ""), (root.parent, "../")):  # only where a path starts, not inside one
+        text = re.sub(r"(?<![\w.-])" + re.escape(json.dumps(f"{prefix}/")[1:-1]), rel, text)
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 

@@ -99,3 +99,20 @@ def test_private_apis_only_in_adapters():
                 if rel != allowed:
                     bad.append(f"{rel}:{text[: m.start()].count(chr(10)) + 1}: {m.group(0)}")
     assert not bad, "dependency internals outside their adapter:\n" + "\n".join(bad)
+
+
+def test_tracked_files_name_no_path_of_this_machine():
+    """Users do not have this checkout's location: results and docs say `bench/work/...`, `../shared/...`."""
+    import subprocess
+
+    repo = PACKAGE.parent
+    files = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True).stdout.split()
+    here = (f"{repo}/", f"{repo.parent}/shared")
+    bad = []
+    for name in files:
+        try:
+            text = (repo / name).read_text()
+        except (UnicodeDecodeError, OSError):
+            continue  # binary (figures) or gone from the working tree
+        bad += [f"{name}: {p}" for p in here if p in text]
+    assert not bad, bad
