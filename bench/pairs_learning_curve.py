@@ -252,18 +252,7 @@ def summary_table(results: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _leading(v: float) -> int:
-    return int(round(v / 10 ** math.floor(math.log10(v)))) if v > 0 else 0
-
-
-def _tick(v: float, _pos: object = None) -> str:
-    """A log-axis tick as a plain decimal (0.02, not 2x10^-2)."""
-    return f"{v:.{max(0, -math.floor(math.log10(v)))}f}" if v > 0 else ""
-
-
 def plot(results: list[dict[str, Any]], out: Path) -> None:
-    from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
-
     k = len(results)
     fig, axes = plt.subplots(1, k, figsize=(4.2 * k, 4.0), squeeze=False)
     style = {"scratch": dict(color="tab:red", marker="o"), "transfer": dict(color="tab:blue", marker="s")}
@@ -273,15 +262,7 @@ def plot(results: list[dict[str, Any]], out: Path) -> None:
             yerr = np.vstack([g["mean"] - g.ci_low, g.ci_high - g["mean"]])
             ax.errorbar(g.train_size * (0.97 if init == "scratch" else 1.03), g["mean"], yerr=yerr, capsize=3,
                         label=f"{init} (mean, 95% CI, {int(g.n.min())} reps)", **style[init])
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        sizes = sorted(r["cells"].train_size.unique())
-        ax.set_xticks(sizes)
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.yaxis.set_major_formatter(FuncFormatter(_tick))
-        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: _tick(v) if _leading(v) in (2, 3, 5) else ""))
-        ax.tick_params(axis="y", which="minor", labelsize=7)
+        S.plain_log_axes(ax, r["cells"].train_size.unique())
         sim = r["similarity"]
         ax.set_title(f"{r['pair']}\na0 {sim['a0_mismatch']:+.0%}, mass x{sim['mass_ratio']:.2f}", fontsize=9)
         ax.set_xlabel(f"{PAIRS[r['key']].target} training frames")

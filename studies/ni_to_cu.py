@@ -5,7 +5,8 @@ elements (Jacobsen, Stoltze & Norskov 1996), 32-atom fcc cells are sampled by La
 fractions of each metal's melting point as the SW silicon presets (Ni at 300/900 K, Cu, which melts lower,
 at 241/723 K; see mlptl.data.generate.scaled_temperatures). The rest is the quick start's: two Cu training
 sizes, scratch against transfer, lr (and freeze depth) searched with median pruning, the best of each cell
-re-trained as two replicates (each on its own draw of the data) and checked for MD stability with EMT Cu as the reference.
+re-trained as two replicates (each on its own draw of the data) and checked for MD stability with EMT Cu
+as the reference.
 
     mlptl run studies/ni_to_cu.py            # or: python studies/ni_to_cu.py [--smoke]
 """

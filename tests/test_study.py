@@ -259,6 +259,7 @@ def test_a_trial_finished_before_the_driver_heard_of_it_is_not_run_again(tmp_pat
 
     from mlptl.study.job import TrialJob, TrialParams
     from mlptl.study.trial import run_trial
+    from mlptl.study.tune import init_ray
 
     store = tmp_path / "store"
     store.mkdir()
@@ -278,8 +279,6 @@ def test_a_trial_finished_before_the_driver_heard_of_it_is_not_run_again(tmp_pat
         pretrained=None, max_epochs=3, val_size=2, test_size=2, split_seed=0, model="tiny", tracking_uri=uri,
         experiment_id=exp, parent_run_id="none",
     )
-    from mlptl.study.tune import init_ray
-
     init_ray()  # as a study does (a stale `ray start` record on the machine must not make ray.init wait)
     results = tune.Tuner(
         run_trial, param_space={"job": job.to_dict()},

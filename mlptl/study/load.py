@@ -83,7 +83,7 @@ def apply_overrides(study: Study, args: argparse.Namespace) -> Study:
         tracking_uri=args.tracking_uri,
         resources=res,
         pruner=pruner,
-        compile=getattr(args, "compile", None),
+        compile=args.compile,
     )
 
 

@@ -42,10 +42,8 @@ def _tuple_or_none(x: Any) -> tuple[str, ...] | None:
 
 def cxx_compiler() -> str | None:
     """The C++ compiler Inductor would use on the CPU ($CXX, else g++ or clang++), or None."""
-    for c in (os.environ.get("CXX"), "g++", "clang++"):
-        if c and shutil.which(c):
-            return shutil.which(c)
-    return None
+    found = (shutil.which(c) for c in (os.environ.get("CXX"), "g++", "clang++") if c)
+    return next((f for f in found if f), None)
 
 
 @dataclass(frozen=True)
