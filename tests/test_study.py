@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -291,3 +292,26 @@ def test_a_trial_finished_before_the_driver_heard_of_it_is_not_run_again(tmp_pat
     after = c.get_run(run.info.run_id)
     assert (after.info.status, after.info.end_time) == (before.status, before.end_time)
     assert not (tmp_path / "run").exists(), "nothing may be trained or written"
+
+
+def test_after_an_interrupt_the_command_line_stops_at_once_on_the_next_signal():
+    """The study's bookkeeping after Ctrl-C can take milliseconds and Ray's shutdown at exit seconds: a
+    second Ctrl-C in that time must end the process, not raise inside an atexit hook. The command line
+    (not a library caller, whose handlers are restored) installs that for the rest of the process."""
+    import signal
+
+    from mlptl.cli._common import run_with_errors
+    from mlptl.errors import Interrupted
+    from mlptl.study import signals
+
+    def interrupted_study(args):
+        raise Interrupted(signal.SIGINT)
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert run_with_errors(interrupted_study, argparse.Namespace()) == 130
+        assert signal.getsignal(signal.SIGINT) is signals._exit_now
+        assert signal.getsignal(signal.SIGTERM) is signals._exit_now
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

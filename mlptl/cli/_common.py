@@ -42,6 +42,7 @@ def run_with_errors(func: Callable[[argparse.Namespace], int | None], args: argp
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from mlptl.errors import Interrupted
+    from mlptl.study.signals import exit_on_next_signal
 
     try:
         return int(func(args) or 0)
@@ -52,8 +53,10 @@ def run_with_errors(func: Callable[[argparse.Namespace], int | None], args: argp
         print(f"mlptl: study failed: {e}", file=sys.stderr)
         return 1
     except Interrupted as e:
+        exit_on_next_signal()
         print(f"mlptl: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
+        exit_on_next_signal()
         print("mlptl: interrupted", file=sys.stderr)
         return 130

@@ -20,7 +20,7 @@ from mlptl.errors import Interrupted
 
 log = logging.getLogger(__name__)
 
-__all__ = ["stop_on_signals", "interrupted", "reinstall"]
+__all__ = ["stop_on_signals", "interrupted", "reinstall", "exit_on_next_signal"]
 
 _state: dict[str, int | None] = {"signum": None, "active": 0}
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -31,11 +31,15 @@ def interrupted() -> int | None:
     return _state["signum"]
 
 
+def _exit_now(signum: int, frame) -> None:
+    # Second signal: the user does not want to wait for the bookkeeping.
+    os.write(2, b"mlptl: second interrupt, stopping now; finish with --resume\n")
+    os._exit(128 + signum)
+
+
 def _handler(signum: int, frame) -> None:
     if _state["signum"] is not None:
-        # Second signal: the user does not want to wait for the bookkeeping.
-        os.write(2, b"mlptl: second interrupt, stopping now; finish with --resume\n")
-        os._exit(128 + signum)
+        _exit_now(signum, frame)
     _state["signum"] = signum
     log.warning("%s received: stopping the study (a second one stops at once)", signal.Signals(signum).name)
     raise Interrupted(signum)
@@ -66,3 +70,12 @@ def reinstall() -> None:
     if _state["active"] and threading.current_thread() is threading.main_thread():
         for s in _SIGNALS:
             signal.signal(s, _handler)
+
+
+def exit_on_next_signal() -> None:
+    """For a process that exits because it was interrupted (the command line, not a library caller): a
+    further SIGINT/SIGTERM, e.g. during Ray's shutdown at exit, which can take seconds after the study's
+    own bookkeeping took milliseconds, ends it at once instead of raising inside an atexit hook."""
+    if threading.current_thread() is threading.main_thread():
+        for s in _SIGNALS:
+            signal.signal(s, _exit_now)
