@@ -171,6 +171,11 @@ def log_metrics(c, run_id: str, metrics: dict[str, float], step: int | None = No
         c.log_batch(run_id, metrics=batch[i : i + 500])
 
 
+def logged_steps(c, run_id: str, key: str) -> set[int]:
+    """The steps at which a run already holds metric ``key``."""
+    return {m.step for m in c.get_metric_history(run_id, key)}
+
+
 def set_status(c, run_id: str, status: str, reason: str | None = None, pruned_epoch: int | None = None) -> None:
     """Record a trial's outcome where the MLflow UI shows it: the run status and mlptl tags."""
     c.set_tag(run_id, TAG_STATUS, status)

@@ -753,7 +753,10 @@ def test_study_on_two_nodes_logs_to_one_mlflow_server_and_survives_a_killed_work
     steps = _metric_steps(cluster.tracking_uri, run.name, state["key"])
     assert sorted(set(steps)) == list(range(1, epochs + 1)), steps
     assert len(steps) == epochs, steps  # no epoch trained (or logged) twice
-    assert set(state["mlflow_at_kill"]) <= set(range(1, state["epoch"] + 1))
+    # MLflow was not ahead of the checkpoints: at most the epoch being reported when the node died (logged just
+    # before its checkpoint reached Ray; the retry trains it again without logging it twice). The poll saw
+    # state["epoch"], but the worker may have finished more epochs before the kill landed: bound by `last`.
+    assert set(state["mlflow_at_kill"]) <= set(range(1, last + 2)), (state, last)
     # the other trial was not disturbed: one process, each epoch once
     (other,) = [k for k in search if k != state["key"]]
     assert len({r["pid"] for r in rows[other]}) == 1

@@ -294,6 +294,45 @@ def test_a_trial_finished_before_the_driver_heard_of_it_is_not_run_again(tmp_pat
     assert not (tmp_path / "run").exists(), "nothing may be trained or written"
 
 
+def test_a_retried_trial_logs_each_epoch_to_mlflow_once(tmp_path, tiny_ge):
+    """An attempt can die after logging epoch k to MLflow but before Ray holds epoch k's checkpoint (or a
+    resumed driver restores an older checkpoint): the retry trains those epochs again but must not log them a
+    second time, or the run's learning curve shows two points per step. The lost attempt's epochs 1-2 are
+    in MLflow (marked by an impossible value); the retry trains 3 epochs from nothing."""
+    from ray import tune
+
+    from mlptl.study.job import TrialJob, TrialParams
+    from mlptl.study.trial import run_trial
+    from mlptl.study.tune import init_ray
+
+    store = tmp_path / "store"
+    store.mkdir()
+    uri = T.default_tracking_uri(store)
+    c = T.client(uri)
+    exp = T.ensure_experiment(c, "retried", store / "artifacts")
+    run = c.create_run(exp, run_name="scratch-n4-t000", tags={
+        T.TAG_ROLE: "trial", T.TAG_TRIAL_KEY: "scratch-n4-t000", T.TAG_STATUS: "running"})
+    for step in (1, 2):
+        T.log_metrics(c, run.info.run_id, {"val_forces_mae": 99.0}, step=step)
+    job = TrialJob(
+        study="retried", trial_key="scratch-n4-t000", cell="scratch-n4", phase="search", source_element="Si",
+        element="Ge", init="scratch", train_size=4, params=TrialParams(lr=1e-3), seed=0, replicate=0,
+        subset_seed=0, run_dir=str(tmp_path / "run"), data=str(tiny_ge), test_data=None,
+        pretrained=None, max_epochs=3, val_size=2, test_size=2, split_seed=0, model="tiny", tracking_uri=uri,
+        experiment_id=exp, parent_run_id="none",
+    )
+    init_ray()
+    results = tune.Tuner(
+        run_trial, param_space={"job": job.to_dict()},
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), name="retry", verbose=0),
+    ).fit()
+    assert results[0].error is None, results[0].error
+    points = c.get_metric_history(run.info.run_id, "val_forces_mae")
+    assert sorted(m.step for m in points) == [1, 2, 3], [(m.step, m.value) for m in points]
+    assert [m.value for m in sorted(points, key=lambda m: m.step)][:2] == [99.0, 99.0]
+    assert c.get_run(run.info.run_id).data.tags[T.TAG_STATUS] == "finished"
+
+
 def test_after_an_interrupt_the_command_line_stops_at_once_on_the_next_signal():
     """The study's bookkeeping after Ctrl-C can take milliseconds and Ray's shutdown at exit seconds: a
     second Ctrl-C in that time must end the process, not raise inside an atexit hook. The command line

@@ -133,9 +133,15 @@ def run_trial(config: dict[str, Any]) -> None:
     if _reuse_search_trial(job, run_dir):
         c.set_tag(run_id, T.TAG_REUSED_FROM, Path(job.reuse_run_dir).name)
     _restore_ray_checkpoint(run_dir)
+    # A restarted trial may retrain epochs that its lost attempt already logged: the attempt can die between
+    # logging epoch k and Ray persisting epoch k's checkpoint, and a resumed driver may restore a checkpoint
+    # older than the worker's last report. MLflow cannot replace a metric point, so an epoch is logged once.
+    logged = T.logged_steps(c, run_id, M.OBJECTIVE) if reused else set()
 
     def on_epoch(report) -> bool:
-        T.log_metrics(c, run_id, report.metrics, step=report.epoch)
+        if report.epoch not in logged:
+            T.log_metrics(c, run_id, report.metrics, step=report.epoch)
+            logged.add(report.epoch)
         ckpt_dir = run_dir / "checkpoints"
         checkpoint = None
         if (ckpt_dir / "last.ckpt").exists():
