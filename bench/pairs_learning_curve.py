@@ -274,6 +274,24 @@ def plot(results: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
 
 
+def replot(stem: str) -> None:
+    """Redraw the figure from the results JSON alone (the study stores behind it may be long gone)."""
+    info = json.loads((RESULTS_DIR / f"{stem}.json").read_text())
+    by_size = pd.DataFrame(info["by_size"])
+    results = []
+    for r in info["pairs"]:
+        rows = by_size[by_size.pair == r["key"]]
+        cells = pd.concat([
+            pd.DataFrame({
+                "init": init, "train_size": rows.train_size, "mean": rows[f"{init}_mean"],
+                "ci_low": rows[f"{init}_ci_low"], "ci_high": rows[f"{init}_ci_high"], "n": rows[f"{init}_n"],
+            })
+            for init in ("scratch", "transfer")
+        ])
+        results.append({**r, "cells": cells})
+    plot(results, RESULTS_DIR / f"{stem}.png")
+
+
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(df.to_json(orient="records"))
 
@@ -297,11 +315,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="2 replicates, 2 trials per cell: to estimate the cost")
     p.add_argument("--fresh", action="store_true", help="delete each study's store first instead of resuming")
     p.add_argument("--analyse-only", action="store_true", help="only re-read the reports and rewrite the results")
+    p.add_argument("--replot", action="store_true", help="only redraw the figure from the results JSON")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.smoke:
         args.replicates, args.trials_per_cell = min(args.replicates, 2), min(args.trials_per_cell, 2)
     setup_logging(args.verbose)
+    if args.replot:
+        replot("pairs_learning_curve" + ("_smoke" if args.smoke else ""))
+        return 0
 
     info: dict[str, Any] = {"benchmark": "pairs_learning_curve", "machine": machine_info(), "settings": vars(args)}
     results = []
