@@ -182,9 +182,12 @@ def test_sigkill_at_five_moments_then_resume_loses_and_duplicates_nothing(tmp_pa
     assert len(keys) == len(set(keys)), "no MLflow run duplicated"
     assert _status(runs, "search", "finished") + _status(runs, "search", "pruned") == 8
     assert _status(runs, "final", "finished") == 8
+    c = _client(store)
     for r in runs:
         if r.info.run_id in finished:
             assert r.info.end_time == finished[r.info.run_id], "a finished trial was run again"
+        steps = [m.step for m in c.get_metric_history(r.info.run_id, "val_forces_mae")]
+        assert len(steps) == len(set(steps)), f"{r.data.tags[T.TAG_TRIAL_KEY]} logged an epoch twice: {steps}"
     import pandas as pd
 
     for d in (store / "trials").glob("*/*/*"):
