@@ -250,43 +250,56 @@ def test_warm_start_seeds_each_cell_with_a_finished_studys_best(tmp_path):
         replace(new, warm_start=WarmStart(storage=str(db.parent), study="nope")).validate(check_data=False)
 
 
-def test_a_trial_finished_before_the_driver_heard_of_it_is_not_run_again(tmp_path):
-    """A driver killed after a trial's MLflow run finished but before Optuna was told: the resume asks the
-    trial again with its key, and the trainable reports the recorded result instead of training again
-    (nothing is trained: the job's data does not even exist) and leaves the run exactly as it was."""
-    import time
+KEY = "scratch-n4-t000"
 
+
+def _trial_run(tmp_path, study: str, **tags: str):
+    """A store whose MLflow already holds trial KEY's run, as an earlier attempt of a study left it."""
+    store = tmp_path / "store"
+    store.mkdir()
+    uri = T.default_tracking_uri(store)
+    c = T.client(uri)
+    exp = T.ensure_experiment(c, study, store / "artifacts")
+    run = c.create_run(exp, run_name=KEY, tags={T.TAG_ROLE: "trial", T.TAG_TRIAL_KEY: KEY, **tags})
+    return uri, c, exp, run
+
+
+def _fit_trial(tmp_path, uri: str, exp: str, study: str, data: str):
+    """Trial KEY (3 epochs of the tiny model) run by a real Ray Tune, as a study or its resume asks it."""
     from ray import tune
 
     from mlptl.study.job import TrialJob, TrialParams
     from mlptl.study.trial import run_trial
     from mlptl.study.tune import init_ray
 
-    store = tmp_path / "store"
-    store.mkdir()
-    uri = T.default_tracking_uri(store)
-    c = T.client(uri)
-    exp = T.ensure_experiment(c, "killed", store / "artifacts")
-    run = c.create_run(exp, run_name="scratch-n4-t000", tags={
-        T.TAG_ROLE: "trial", T.TAG_TRIAL_KEY: "scratch-n4-t000", T.TAG_STATUS: "finished", T.TAG_EPOCHS_RUN: "3"})
-    T.log_metrics(c, run.info.run_id, {"best_val_forces_mae": 0.125, "test_forces_mae": 0.2})
-    T.set_status(c, run.info.run_id, "finished")
-    before = c.get_run(run.info.run_id).info
-    time.sleep(1.1)  # a second finish would move end_time
     job = TrialJob(
-        study="killed", trial_key="scratch-n4-t000", cell="scratch-n4", phase="search", source_element="Si",
+        study=study, trial_key=KEY, cell="scratch-n4", phase="search", source_element="Si",
         element="Ge", init="scratch", train_size=4, params=TrialParams(lr=1e-3), seed=0, replicate=0,
-        subset_seed=0, run_dir=str(tmp_path / "run"), data=str(tmp_path / "missing.extxyz"), test_data=None,
+        subset_seed=0, run_dir=str(tmp_path / "run"), data=data, test_data=None,
         pretrained=None, max_epochs=3, val_size=2, test_size=2, split_seed=0, model="tiny", tracking_uri=uri,
         experiment_id=exp, parent_run_id="none",
     )
     init_ray()  # as a study does (a stale `ray start` record on the machine must not make ray.init wait)
     results = tune.Tuner(
         run_trial, param_space={"job": job.to_dict()},
-        run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), name="resume", verbose=0),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), name=study, verbose=0),
     ).fit()
-    res = results[0]
-    assert res.error is None, res.error
+    assert results[0].error is None, results[0].error
+    return results[0]
+
+
+def test_a_trial_finished_before_the_driver_heard_of_it_is_not_run_again(tmp_path):
+    """A driver killed after a trial's MLflow run finished but before Optuna was told: the resume asks the
+    trial again with its key, and the trainable reports the recorded result instead of training again
+    (nothing is trained: the job's data does not even exist) and leaves the run exactly as it was."""
+    import time
+
+    uri, c, exp, run = _trial_run(tmp_path, "killed", **{T.TAG_STATUS: "finished", T.TAG_EPOCHS_RUN: "3"})
+    T.log_metrics(c, run.info.run_id, {"best_val_forces_mae": 0.125, "test_forces_mae": 0.2})
+    T.set_status(c, run.info.run_id, "finished")
+    before = c.get_run(run.info.run_id).info
+    time.sleep(1.1)  # a second finish would move end_time
+    res = _fit_trial(tmp_path, uri, exp, "killed", str(tmp_path / "missing.extxyz"))
     assert res.metrics["recorded"] == 1 and res.metrics["mlptl_status"] == "finished"
     assert res.metrics["best_val_forces_mae"] == 0.125 and res.metrics["epoch"] == 3
     after = c.get_run(run.info.run_id)
@@ -299,34 +312,10 @@ def test_a_retried_trial_logs_each_epoch_to_mlflow_once(tmp_path, tiny_ge):
     resumed driver restores an older checkpoint): the retry trains those epochs again but must not log them a
     second time, or the run's learning curve shows two points per step. The lost attempt's epochs 1-2 are
     in MLflow (marked by an impossible value); the retry trains 3 epochs from nothing."""
-    from ray import tune
-
-    from mlptl.study.job import TrialJob, TrialParams
-    from mlptl.study.trial import run_trial
-    from mlptl.study.tune import init_ray
-
-    store = tmp_path / "store"
-    store.mkdir()
-    uri = T.default_tracking_uri(store)
-    c = T.client(uri)
-    exp = T.ensure_experiment(c, "retried", store / "artifacts")
-    run = c.create_run(exp, run_name="scratch-n4-t000", tags={
-        T.TAG_ROLE: "trial", T.TAG_TRIAL_KEY: "scratch-n4-t000", T.TAG_STATUS: "running"})
+    uri, c, exp, run = _trial_run(tmp_path, "retried", **{T.TAG_STATUS: "running"})
     for step in (1, 2):
         T.log_metrics(c, run.info.run_id, {"val_forces_mae": 99.0}, step=step)
-    job = TrialJob(
-        study="retried", trial_key="scratch-n4-t000", cell="scratch-n4", phase="search", source_element="Si",
-        element="Ge", init="scratch", train_size=4, params=TrialParams(lr=1e-3), seed=0, replicate=0,
-        subset_seed=0, run_dir=str(tmp_path / "run"), data=str(tiny_ge), test_data=None,
-        pretrained=None, max_epochs=3, val_size=2, test_size=2, split_seed=0, model="tiny", tracking_uri=uri,
-        experiment_id=exp, parent_run_id="none",
-    )
-    init_ray()
-    results = tune.Tuner(
-        run_trial, param_space={"job": job.to_dict()},
-        run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), name="retry", verbose=0),
-    ).fit()
-    assert results[0].error is None, results[0].error
+    _fit_trial(tmp_path, uri, exp, "retried", str(tiny_ge))
     points = c.get_metric_history(run.info.run_id, "val_forces_mae")
     assert sorted(m.step for m in points) == [1, 2, 3], [(m.step, m.value) for m in points]
     assert [m.value for m in sorted(points, key=lambda m: m.step)][:2] == [99.0, 99.0]
