@@ -45,7 +45,7 @@ fi
 
 ruff check .
 mkdir -p test-artifacts
-pytest -q -m "not calibration" --junitxml=test-artifacts/junit.xml
+pytest -q -m "not calibration" --durations=15 --junitxml=test-artifacts/junit.xml
 
 # pytest passes with skipped tests; this suite must not.
 python - "$allow_skips" <<'PY'
