@@ -6,10 +6,12 @@ step locally and record the requeue."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,7 +66,16 @@ def _runs(tracking_db: Path):
     return c, exp, c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_ROLE}` = 'trial'", max_results=1000)
 
 
-def test_time_limit_sigterm_stops_requeues_and_the_requeued_job_resumes(tmp_path):
+@pytest.fixture
+def node_tmp():
+    """The node's temp dir, where `ray start --head` records its address: a private one (short: Ray's socket
+    paths must fit 107 bytes), so the script's clean-up is checked and this machine's /tmp/ray left alone."""
+    d = Path(tempfile.mkdtemp(prefix="mlptl-slurm-", dir="/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_time_limit_sigterm_stops_requeues_and_the_requeued_job_resumes(tmp_path, node_tmp):
     study = tmp_path / "slurm.py"
     study.write_text(
         STUDY_SOURCE.format(name="slurm", search="SearchSpace(lr=(3e-3, 1e-2), freeze_depth=(0,))", trials=2, epochs=6,
@@ -72,8 +83,10 @@ def test_time_limit_sigterm_stops_requeues_and_the_requeued_job_resumes(tmp_path
         + "\nif __name__ == '__main__':\n    from mlptl.cli.run import main\n    raise SystemExit(main(STUDY))\n"
     )
     store = tmp_path / "store"
+    record = node_tmp / "ray" / "ray_current_cluster"
     env = {
         **os.environ,
+        "TMPDIR": str(node_tmp),
         "PATH": f"{_fakes(tmp_path)}:{Path(sys.executable).parent}:{os.environ['PATH']}",
         "SLURM_JOB_ID": "4242",
         "SLURM_JOB_NODELIST": "localhost",
@@ -84,6 +97,7 @@ def test_time_limit_sigterm_stops_requeues_and_the_requeued_job_resumes(tmp_path
         "MLFLOW_PORT": str(_free_port()),
     }
     env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_TMPDIR", None)
     env.pop("MLFLOW_TRACKING_URI", None)
     db = store / "mlflow-server" / "mlflow.db"
 
@@ -101,6 +115,7 @@ def test_time_limit_sigterm_stops_requeues_and_the_requeued_job_resumes(tmp_path
                     break
         else:
             pytest.fail("no trial finished in time")
+        assert record.read_text().endswith(f":{env['RAY_PORT']}"), "the head records its address in TMPDIR"
         # the scheduler's pre-kill signal, to the batch shell only
         job.send_signal(signal.SIGTERM)
         code = job.wait(timeout=300)
@@ -109,6 +124,7 @@ def test_time_limit_sigterm_stops_requeues_and_the_requeued_job_resumes(tmp_path
             os.killpg(job.pid, signal.SIGKILL)
         log1.close()
     out = (tmp_path / "job1.log").read_text()
+    assert not record.exists(), f"the stopped job left its Ray address for ray.init(): {record.read_text()}"
     assert "mlptl: study exited with status 143" in out, out[-4000:]
     assert (tmp_path / "requeued").read_text().split() == ["4242"]
     assert code == 143, out[-3000:]
@@ -129,3 +145,4 @@ def test_time_limit_sigterm_stops_requeues_and_the_requeued_job_resumes(tmp_path
     assert len(final) == 4
     parent = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_ROLE}` = 'study'")[0]
     assert parent.info.status == "FINISHED"
+    assert not record.exists(), record.read_text()

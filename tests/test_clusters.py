@@ -438,6 +438,7 @@ class LocalCluster:
         self.tmp = _short_tmp("mlptl-ray-")
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.worker_ports = 20000 + secrets.randbelow(40) * 200  # the next node's 100; a few dozen nodes fit below 32768
         token = secrets.token_hex(32)
         self.env = {
             **os.environ,
@@ -453,7 +454,10 @@ class LocalCluster:
         self.times: dict[str, float] = {}
 
     def _common(self, resources: dict) -> list[str]:
-        lo = 20000 + secrets.randbelow(400) * 100
+        # Worker ports: 100 per node start, below the kernel's ephemeral range (32768+) where _free_port and
+        # Ray's own random ports come from (a random range there once held the agent's port and failed a run);
+        # a new block for every start, so a restarted worker node never meets its killed predecessor's ports.
+        lo, self.worker_ports = self.worker_ports, self.worker_ports + 100
         return [
             "--node-ip-address",
             "127.0.0.1",
