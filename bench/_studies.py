@@ -130,8 +130,9 @@ def paired_ratio(f: pd.DataFrame, col: str) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def plain_log_axes(ax, sizes) -> None:
-    """Log axes with plain decimal tick labels on both (0.02, not 2x10^-2), and the sizes as x ticks."""
+def plain_log_axes(ax, sizes, log_y: bool = True) -> None:
+    """Log axes with plain decimal tick labels on both (0.02, not 2x10^-2), and the sizes as x ticks;
+    ``log_y=False`` leaves the y axis alone (a fraction, say)."""
     from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 
     def tick(v: float, _pos: object = None) -> str:
@@ -141,10 +142,12 @@ def plain_log_axes(ax, sizes) -> None:
         return int(round(v / 10 ** math.floor(math.log10(v)))) if v > 0 else 0
 
     ax.set_xscale("log")
-    ax.set_yscale("log")
     ax.set_xticks(sorted(int(n) for n in sizes))
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
+    if not log_y:
+        return
+    ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(tick))
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: tick(v) if leading(v) in (2, 3, 5) else ""))
     ax.tick_params(axis="y", which="minor", labelsize=7)

@@ -37,7 +37,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from _common import RESULTS_DIR, setup_logging, write_json  # noqa: E402
-from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 log = logging.getLogger("bench.sw_learning_curve")
 
@@ -150,10 +149,7 @@ def plot(table: pd.DataFrame, out) -> None:
         ax.set_ylabel("test force MAE [eV/Å]")
     axes[0].set_title("learning curve (all test temperatures)")
     axes[1].set_title("temperature transfer")
-    axes[2].set_xscale("log")
-    axes[2].set_xticks(sorted(table.train_size.unique()))
-    axes[2].xaxis.set_major_formatter(ScalarFormatter())
-    axes[2].xaxis.set_minor_formatter(NullFormatter())
+    S.plain_log_axes(axes[2], table.train_size.unique(), log_y=False)
     axes[2].set_ylim(-0.05, 1.05)
     axes[2].set_xlabel("Ge training frames")
     axes[2].set_ylabel("stable fraction of MD runs")
