@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
+# Where results are written (and re-analysed from): bench/results, or MLPTL_BENCH_RESULTS (tests/test_bench.py
+# points it at a copy, so that a test never rewrites the committed results).
+RESULTS_DIR = Path(os.environ.get("MLPTL_BENCH_RESULTS") or BENCH_DIR / "results")
 WORK_DIR = BENCH_DIR / "work"  # git-ignored: data caches and run directories
 DATA_CACHE = WORK_DIR / "data"
 

@@ -395,6 +395,14 @@ def plot(result: dict[str, Any], stab_results: dict[str, Any], out_png: Path) ->
         log.info("wrote %s", p)
 
 
+def replot(name: str) -> dict[str, Any]:
+    """The summary recomputed from the per-model tables of the results JSON, and its figure redrawn."""
+    result = json.loads((RESULTS_DIR / f"{name}.json").read_text())
+    result["summary"] = summarise(result)
+    plot(result, {}, RESULTS_DIR / f"{name}.png")
+    return result["summary"]
+
+
 # ---------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -424,7 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--cached-only", action="store_true",
                    help="only collect stages finished by earlier (e.g. parallel) runs; compute nothing")
+    p.add_argument("--replot", action="store_true",
+                   help="only recompute the summary from the tables in NAME.json and redraw NAME.png "
+                        "(the time-to-failure and RDF figures need the stage caches in bench/work)")
     args = p.parse_args(argv)
+    if args.replot:
+        replot(args.name)
+        return 0
     global CACHED_ONLY
     CACHED_ONLY = args.cached_only
     setup_logging(args.verbose)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import os
 import statistics
@@ -267,6 +268,14 @@ def plot(summary: list[dict[str, Any]], rows: list[dict[str, Any]], path: Path) 
     log.info("wrote %s", path)
 
 
+def replot(name: str) -> list[dict[str, Any]]:
+    """The summary recomputed from the timed rows of the results JSON, and the figure redrawn."""
+    rows = json.loads((RESULTS_DIR / f"{name}.json").read_text())["rows"]
+    summary = summarise(rows)
+    plot(summary, rows, RESULTS_DIR / f"{name}.png")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -284,9 +293,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="also mlptl's measure_md_cost of the eager model, 64 atoms (for docs/evaluation.md)")
     p.add_argument("--cost-steps", type=int, default=300)
     p.add_argument("--name", default=NAME, help="results file name (bench/results/NAME.*)")
+    p.add_argument("--replot", action="store_true",
+                   help="only recompute the summary from the timed rows of NAME.json and redraw the figure")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     setup_logging(args.verbose)
+    if args.replot:
+        for s in replot(args.name):
+            log.info("summary %s", s)
+        return 0
     set_threads(args.threads[0])
     package = args.model.resolve()
     if not package.is_file():

@@ -1,20 +1,11 @@
-"""The paper's ab initio experiment as an mlptl study: Si -> Ge on the mlearn DFT data (Zuo et al. 2020).
+"""The paper's ab initio experiment: the study bench/studies/mlearn_learning_curve.py, run and analysed.
 
-The source model is pretrained on the mlearn Si training set (214 DFT frames: AIMD, elastic, vacancy and
-surface cells); Ge models are trained on nested subsets of the Ge training set, from scratch or from the Si
-model, with the learning rate tuned per cell by Optuna, and tested on the 25-frame Ge DFT test set (by
-structure group). The DFT energies of Si and Ge sit about 0.9 eV/atom apart; transfer re-fits the per-type
-energy shift and scale to the Ge data, which is what makes the Si energy head usable. MD stability uses the
-SW Ge reference RDF as the crystal's fingerprint (no DFT MD is run).
-
-Replicates resample the data: replicate r of a cell trains on its own nested subset r of the Ge training
-set with weight seed r; scratch and transfer replicate r share the subset, and the Ge test set is the
-fixed mlearn test set, so the report's CIs and paired tests are uncertainty over training data.
-
-Data: ``--mlearn DIR`` or ``MLPTL_MLEARN_DIR`` (default ../shared/data/mlearn), read in place. Sized for a
-2-core CPU; the full version is studies/mlearn_si_to_ge.py. Results: bench/results/<name with _>.*;
-rerunning resumes the study in bench/work/<name>/ (the default name is new since replicates resample:
-the store of the 2-seed run, bench/work/mlearn-learning-curve/, is left alone).
+The study (Si -> Ge on the mlearn DFT data of Zuo et al. 2020, learning rate tuned per cell, 5 resampled
+replicates, tested by structure group, MD stability against SW Ge's crystal) is a study file; this driver
+runs it the way ``mlptl run`` does (rerunning resumes it), reads every number back from its MLflow store
+with the report's own statistics, and writes bench/results/<name with _>.{json,csv,png} with the energy,
+structure-group and stability tables the report does not make. ``--replot`` redraws the figure and
+rewrites the CSV from the results JSON alone. Data: ``MLPTL_MLEARN_DIR`` (default ../shared/data/mlearn).
 """
 
 from __future__ import annotations
@@ -23,7 +14,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -34,50 +24,20 @@ import _studies as S  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from _common import BENCH_DIR, RESULTS_DIR, setup_logging, write_json  # noqa: E402
+from _common import RESULTS_DIR, setup_logging, write_json  # noqa: E402
 
 log = logging.getLogger("bench.mlearn_learning_curve")
-GROUPS = ("AIMD-NVT", "Elastic", "Vacancy", "Surface")
+STUDY_FILE = "mlearn_learning_curve"  # bench/studies/mlearn_learning_curve.py
+GROUPS = ("AIMD-NVT", "Elastic", "Vacancy", "Surface")  # the study file's structure groups
 STABILITY_T = (300.0, 1000.0)
 
 
-def make_study(args):
-    from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
-
-    d = Path(args.mlearn)
-    return Study(
-        name=args.name,
-        description="bench/mlearn_learning_curve.py: Si -> Ge on mlearn DFT data, lr tuned per cell.",
-        source_element="Si",
-        target_element="Ge",
-        pretraining=Pretraining(
-            data=DataSource(path=str(d / "Si" / "training.json"), test_path=str(d / "Si" / "test.json")),
-            model="tiny", max_epochs=args.pretrain_epochs, lr=5e-3, val_size=10, test_size=0,
-        ),
-        target_data=DataSource(path=str(d / "Ge" / "training.json"), test_path=str(d / "Ge" / "test.json")),
-        train_sizes=tuple(args.sizes),
-        search={"scratch": SearchSpace(lr=(1e-3, 3e-2)), "transfer": SearchSpace(lr=(3e-4, 1e-2), freeze_depth=(0,))},
-        trials_per_cell=args.trials_per_cell,
-        seeds=tuple(range(args.replicates)),
-        max_epochs=args.epochs,
-        sampler_seed=0,
-        pruner=PrunerSpec(kind="median", n_startup_trials=2, n_warmup_steps=5),
-        evaluation=EvaluationSpec(stability_temperatures=STABILITY_T, stability_steps=args.md_steps, properties=False),
-        resources=Resources(cpus_per_trial=1, max_concurrent_trials=args.concurrent),
-        val_size=10,
-        test_size=0,
-        # No DFT MD here: the SW Ge potential's crystal and RDF are the structural reference for stability.
-        target_reference="sw",
-        storage=S.storage_dir(args.name),
-    )
-
-
-def analyse(runs: pd.DataFrame, report_dir: Path) -> dict:
+def analyse(runs: pd.DataFrame) -> dict:
     """The learning curve, paired tests and savings from the study's report; energies, force errors by
     structure group and stability as means over replicates with the report's bootstrap CIs."""
     from mlptl.report.runs import final_frame
 
-    rep = S.report_tables(report_dir)
+    rep = S.report_tables(runs)
     f = final_frame(runs)
     cols = ["test_energy_per_atom_mae"] + [f"test_forces_mae.{g}" for g in GROUPS]
     cols += [f"stability_stable_fraction.T{int(t)}" for t in STABILITY_T]
@@ -118,30 +78,28 @@ def plot(table: pd.DataFrame, out: Path) -> None:
     plt.close(fig)
 
 
+def replot(stem: str) -> None:
+    """The CSV and the figure again from the results JSON alone (the study's store may be long gone)."""
+    table = pd.DataFrame(json.loads((RESULTS_DIR / f"{stem}.json").read_text())["table"])
+    table.to_csv(RESULTS_DIR / f"{stem}.csv", index=False)
+    plot(table, RESULTS_DIR / f"{stem}.png")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default = os.environ.get("MLPTL_MLEARN_DIR", str(BENCH_DIR.parent.parent / "shared" / "data" / "mlearn"))
-    p.add_argument("--mlearn", default=default, help="folder with Si/ and Ge/ training.json, test.json")
-    p.add_argument("--name", default="mlearn-learning-curve-r5-md")
-    p.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 200])
-    p.add_argument("--trials-per-cell", type=int, default=3)
-    p.add_argument("--replicates", type=int, default=5, help="replicates per cell: subsets and seeds 0..R-1")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--pretrain-epochs", type=int, default=30)
-    p.add_argument("--md-steps", type=int, default=500)
-    p.add_argument("--concurrent", type=int, default=2, help="trials at once (1 CPU and 1 torch thread each)")
-    p.add_argument("--fresh", action="store_true")
-    p.add_argument("--analyse-only", action="store_true")
-    p.add_argument("-v", "--verbose", action="store_true")
+    S.add_study_arguments(p)
     args = p.parse_args(argv)
     setup_logging(args.verbose)
-    study = make_study(args)
-    info, report_dir, runs = S.run_and_read(study, args, "mlearn_learning_curve")
-    res = analyse(runs, report_dir)
+    study = S.study_from_args(STUDY_FILE, args)
+    stem = S.results_stem(study)
+    if args.replot:
+        replot(stem)
+        return 0
+    info, runs, report_dir = S.run_and_read(study, args, "mlearn_learning_curve")
+    res = analyse(runs)
     table = res["table"]
-    stem = args.name.replace("-", "_")
     for k in ("table", "paired", "savings", "pairs", "energy"):
-        info[k] = json.loads(res[k].to_json(orient="records"))
+        info[k] = S.records(res[k])
     info["headline"], info["answer"] = res["headline"], res["answer"]
     table.to_csv(RESULTS_DIR / f"{stem}.csv", index=False)
     write_json(RESULTS_DIR / f"{stem}.json", info)
@@ -153,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in ("table", "paired", "savings", "energy"):
             log.info("%s:\n%s", k, res[k].to_string(index=False))
     return 0 if not math.isnan(float(table["mean"].max())) else 1
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

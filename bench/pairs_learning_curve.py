@@ -1,24 +1,13 @@
-"""Learning curves of scratch against transfer for several element pairs, each as a whole mlptl study.
+"""Learning curves of scratch against transfer for several element pairs: the studies of
+bench/studies/pairs_learning_curve.py, run and compared.
 
-Does transfer help less when source and target are less alike? One study per pair (Ray Tune trials,
-Optuna TPE per cell with the median pruner, MLflow tracking, the study's own report), all sized alike:
-tiny Allegro model, target training sizes 4, 16 and 64 frames, the learning rate searched per cell
-(transfer fine-tunes every weight; freezing is bench/freeze_depth.py's subject), the best configuration
-of each cell re-trained as 5 replicates. Replicate r trains on its own nested training subset r with
-weight seed r, and scratch and transfer replicate r share that subset, so the report's bootstrap CIs
-and paired tests are uncertainty over training data, not over weight seeds alone.
-
-Pairs (each on one reference potential family, so that source and target differ only in the element):
-
-- ``si_ge``: Si -> Ge, Stillinger-Weber (the paper's pair), diamond, 4 % lattice mismatch;
-- ``ni_cu``: Ni -> Cu, EMT, fcc, 3 %;
-- ``cu_ag``: Cu -> Ag, EMT, fcc, 13 %;
-- ``c_si``: C -> Si, Tersoff 1989, diamond, 52 %.
-
-Every figure is read back from each study's report (bench/work/pairs-learning-curve/<pair>/reports/);
-rerunning the script resumes the studies (finished trials are not redone) and rewrites the results:
-bench/results/pairs_learning_curve.{json,csv,png} and pairs_learning_curve_summary.csv.
-``--smoke`` runs the same per-training work at 2 replicates and 2 trials per cell, to estimate the cost.
+Does transfer help less when source and target are less alike? One study per pair (Si -> Ge on SW,
+Ni -> Cu and Cu -> Ag on EMT, C -> Si on Tersoff), all sized alike in the study file. This driver runs
+each the way ``mlptl run`` does (rerunning resumes them: finished trials are not redone), takes every
+figure from the report's own statistics, adds how alike the two elements are, and writes
+bench/results/pairs_learning_curve.{json,csv,png} and pairs_learning_curve_summary.csv. ``--smoke`` runs
+the same per-training work at 2 replicates and 2 trials per cell, to estimate the cost; ``--replot``
+redraws the figure from the results JSON alone.
 """
 
 from __future__ import annotations
@@ -29,7 +18,7 @@ import logging
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +29,10 @@ import _studies as S  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from _common import RESULTS_DIR, WORK_DIR, machine_info, setup_logging, write_json  # noqa: E402
+from _common import RESULTS_DIR, machine_info, setup_logging, write_json  # noqa: E402
 
 log = logging.getLogger("bench.pairs_learning_curve")
+STUDY_FILE = "pairs_learning_curve"  # bench/studies/pairs_learning_curve.py: STUDIES, one per pair
 
 
 @dataclass(frozen=True)
@@ -56,6 +46,7 @@ class Pair:
         return f"{self.source} -> {self.target} ({self.reference})"
 
 
+#: key -> the pair, in the study file's order (si_ge, ni_cu, cu_ag, c_si)
 PAIRS = {
     "si_ge": Pair("Si", "Ge", "sw"),
     "ni_cu": Pair("Ni", "Cu", "emt"),
@@ -100,59 +91,23 @@ def similarity(pair: Pair) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- the study of one pair
-def make_study(key: str, args: argparse.Namespace):
-    from mlptl.data.generate import preset
-    from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
-
-    pair = PAIRS[key]
-
-    def data(element: str, per_t: int):
-        # The 'tiny' preset's cells and temperatures (32-atom fcc or 64-atom diamond cells at the same
-        # fractions of each element's melting point as SW Si's 300/900 K), with frames 20 fs apart after
-        # 100 fs of equilibration rather than 10 fs after 20, so that more frames are more information.
-        return preset("tiny", element, reference=pair.reference, frames_per_temperature=per_t,
-                      interval_steps=20, equilibration_steps=100)
-
-    name = f"pairs-{key}" + ("-smoke" if args.smoke else "")
-    stability = tuple(float(t) for t in args.md_temperatures) if args.md_steps > 0 else ()
-    return Study(
-        name=name,
-        description=f"bench/pairs_learning_curve.py: {pair.label} learning curve, scratch vs transfer.",
-        source_element=pair.source,
-        target_element=pair.target,
-        pretraining=Pretraining(
-            data=DataSource(generate=data(pair.source, args.source_frames)),
-            model="tiny", max_epochs=args.source_epochs, lr=5e-3, val_size=6, test_size=6,
-        ),
-        target_data=DataSource(generate=data(pair.target, args.frames_per_temperature)),
-        target_reference=pair.reference,
-        train_sizes=tuple(args.sizes),
-        # One lr range for both inits, so that neither gets a head start from its prior.
-        search={
-            "scratch": SearchSpace(lr=(1e-3, 2e-2), batch_size=(args.batch_size,)),
-            "transfer": SearchSpace(lr=(1e-3, 2e-2), freeze_depth=(0,), batch_size=(args.batch_size,)),
-        },
-        trials_per_cell=args.trials_per_cell,
-        seeds=tuple(range(args.replicates)),
-        max_epochs=args.epochs,
-        sampler_seed=0,
-        pruner=PrunerSpec(kind="median", n_startup_trials=2, n_warmup_steps=3),
-        evaluation=EvaluationSpec(stability_temperatures=stability, stability_steps=max(args.md_steps, 1),
-                                  properties=False),
-        resources=Resources(cpus_per_trial=1, max_concurrent_trials=args.concurrent),
-        val_size=args.val_size,
-        test_size=args.test_size,
-        storage=str(WORK_DIR / "pairs-learning-curve" / name),
-    )
+def load_studies(smoke: bool = False) -> dict[str, Any]:
+    """The study file's studies by pair key; ``smoke``: each at 2 replicates and 2 trials per cell, named
+    and stored apart (``pairs-<key>-smoke``)."""
+    studies = S.load_namespace(STUDY_FILE)["STUDIES"]
+    if smoke:
+        studies = {k: replace(s, name=f"{s.name}-smoke", storage=str(Path(s.storage).parent / f"{s.name}-smoke"),
+                              seeds=s.seeds[:2], trials_per_cell=min(s.trials_per_cell, 2))
+                   for k, s in studies.items()}
+    return studies
 
 
 def _wall_log(study) -> Path:
     return Path(study.storage) / "bench-walls.json"
 
 
-def run_pair(key: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_pair(key: str, study, args: argparse.Namespace) -> dict[str, Any]:
     """Run (or resume) the pair's study; the wall time of every call is kept beside its store."""
-    study = make_study(key, args)
     walls_file = _wall_log(study)
     info: dict[str, Any] = {}
     if not args.analyse_only:
@@ -164,30 +119,34 @@ def run_pair(key: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def read_pair(key: str, study, info: dict[str, Any]) -> dict[str, Any]:
-    """The pair's numbers from its report's CSVs and headline.json (rebuilt from MLflow if missing)."""
-    from mlptl.report import build_report, load_runs
+    """The pair's numbers from its MLflow store (its report rebuilt if missing) and the wall-time log."""
+    from mlptl.report import HEADLINE_FILE, build_report, load_runs
     from mlptl.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(study.storage_dir(), study.tracking_uri)
     rdir = Path(info.get("report_dir") or study.storage_dir() / "reports" / study.name)
-    if not (rdir / "headline.json").is_file():
+    if not (rdir / HEADLINE_FILE).is_file():
         build_report(uri, study.name, rdir)
-    runs = load_runs(uri, study.name)
     walls = json.loads(_wall_log(study).read_text()) if _wall_log(study).is_file() else []
+    return {**pair_result(key, study.name, load_runs(uri, study.name), walls), "report_dir": str(rdir)}
+
+
+def pair_result(key: str, name: str, runs: pd.DataFrame, walls: list[dict[str, Any]]) -> dict[str, Any]:
+    """One pair's figures: the report's statistics of its runs, the pair's similarity, runs and costs."""
+    rep = S.report_tables(runs)
     trainings = runs[runs.status.isin(["finished", "pruned"])]
     train_s = (pd.to_numeric(trainings.end_time) - pd.to_numeric(trainings.start_time)) / 1000.0
     return {
         "key": key,
         "pair": PAIRS[key].label,
-        "study": study.name,
-        "report_dir": str(rdir),
+        "study": name,
         "similarity": similarity(PAIRS[key]),
-        "headline": json.loads((rdir / "headline.json").read_text()),
-        "cells": pd.read_csv(rdir / "cell_stats.csv"),
-        "paired": pd.read_csv(rdir / "paired_tests.csv"),
-        "savings": pd.read_csv(rdir / "savings.csv"),
-        "fits": pd.read_csv(rdir / "learning_curve_fits.csv"),
-        "answer": (rdir / "report.md").read_text().split("\n\n")[1].strip(),
+        "headline": rep["headline"],
+        "cells": rep["cells"],
+        "paired": rep["paired"],
+        "savings": rep["savings"],
+        "fits": rep["fits"],
+        "answer": rep["answer"],
         "wall_s_total": float(sum(w["wall_s"] for w in walls)) if walls else None,
         "runs": {"search": int((runs.phase == "search").sum()), "final": int((runs.phase == "final").sum()),
                  "pruned": int((runs.status == "pruned").sum()), "failed": int((runs.status == "failed").sum())},
@@ -292,47 +251,38 @@ def replot(stem: str) -> None:
     plot(results, RESULTS_DIR / f"{stem}.png")
 
 
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return json.loads(df.to_json(orient="records"))
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pairs", nargs="+", default=["si_ge", "ni_cu", "cu_ag"], choices=sorted(PAIRS))
-    p.add_argument("--sizes", type=int, nargs="+", default=[4, 16, 64])
-    p.add_argument("--replicates", type=int, default=5, help="replicates per cell (seeds 0..R-1, subsets 0..R-1)")
-    p.add_argument("--trials-per-cell", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--frames-per-temperature", type=int, default=60, help="target frames at each of 2 temperatures")
-    p.add_argument("--val-size", type=int, default=8)
-    p.add_argument("--test-size", type=int, default=16)
-    p.add_argument("--source-frames", type=int, default=30, help="source frames per temperature")
-    p.add_argument("--source-epochs", type=int, default=20)
-    p.add_argument("--md-steps", type=int, default=0, help="stability MD steps per temperature (0: no MD)")
-    p.add_argument("--md-temperatures", type=float, nargs="+", default=[300.0])
-    p.add_argument("--concurrent", type=int, default=2, help="trials at once (1 CPU and 1 torch thread each)")
     p.add_argument("--smoke", action="store_true", help="2 replicates, 2 trials per cell: to estimate the cost")
+    p.add_argument("--trials-per-cell", type=int, help="override the study file's search trials per cell")
+    p.add_argument("--max-epochs", type=int, help="override the study file's epoch budget per trial")
+    p.add_argument("--seeds", help="override the replicates' seeds, comma-separated (0,1,2: 3 replicates)")
+    p.add_argument("--train-sizes", help="override the target training sizes, comma-separated")
     p.add_argument("--fresh", action="store_true", help="delete each study's store first instead of resuming")
-    p.add_argument("--analyse-only", action="store_true", help="only re-read the reports and rewrite the results")
+    p.add_argument("--analyse-only", action="store_true", help="only re-read the stores and rewrite the results")
     p.add_argument("--replot", action="store_true", help="only redraw the figure from the results JSON")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
-    if args.smoke:
-        args.replicates, args.trials_per_cell = min(args.replicates, 2), min(args.trials_per_cell, 2)
     setup_logging(args.verbose)
+    stem = "pairs_learning_curve" + ("_smoke" if args.smoke else "")
     if args.replot:
-        replot("pairs_learning_curve" + ("_smoke" if args.smoke else ""))
+        replot(stem)
         return 0
 
+    from mlptl.study.load import add_override_arguments, apply_overrides
+
+    over = argparse.ArgumentParser()
+    add_override_arguments(over)
+    flags = [x for f in ("trials_per_cell", "max_epochs", "seeds", "train_sizes") if getattr(args, f) is not None
+             for x in (f"--{f.replace('_', '-')}", str(getattr(args, f)))]
+    studies = load_studies(args.smoke)
     info: dict[str, Any] = {"benchmark": "pairs_learning_curve", "machine": machine_info(), "settings": vars(args)}
     results = []
     for key in args.pairs:
         log.info("pair %s: %s", key, PAIRS[key].label)
-        results.append(run_pair(key, args))
-        r = results[-1]
-        log.info("%s: %s", key, r["answer"])
-    stem = "pairs_learning_curve" + ("_smoke" if args.smoke else "")
+        results.append(run_pair(key, apply_overrides(studies[key], over.parse_args(flags)), args))
+        log.info("%s: %s", key, results[-1]["answer"])
     long, summary = long_table(results), summary_table(results)
     long.to_csv(RESULTS_DIR / f"{stem}.csv", index=False)
     summary.to_csv(RESULTS_DIR / f"{stem}_summary.csv", index=False)
@@ -344,11 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     info["machine"]["load_avg_at_end"] = list(os.getloadavg())
     info["pairs"] = [
         {k: v for k, v in r.items() if not isinstance(v, pd.DataFrame)}
-        | {"fits": _records(r["fits"])}
+        | {"fits": S.records(r["fits"])}
         for r in results
     ]
-    info["summary"] = _records(summary)
-    info["by_size"] = _records(long)
+    info["summary"] = S.records(summary)
+    info["by_size"] = S.records(long)
     write_json(RESULTS_DIR / f"{stem}.json", info)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         log.info("\n%s", summary.to_string(index=False))

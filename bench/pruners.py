@@ -21,7 +21,9 @@ record its learning curve, then replay the curves to the early-stopping method u
 from pruned trials and propose different configurations after its 4 random start-up trials; the replay
 measures the pruner's decisions on a fixed sequence, not the sampler-pruner interplay.
 
-Results: bench/results/pruners/{curves.json,replay.csv,summary.csv,pruners.json,pruners.png}.
+The study is bench/studies/pruners.py (its sampler, search space and sizes). Results:
+bench/results/pruners/{curves.json,replay.csv,summary.csv,pruners.json,pruners.png}; ``--replay-only``
+replays the stored curves without training (``--main-only``: the main pruners alone, into summary_main.csv).
 Run directories: bench/work/pruners/ (resumable: finished trainings are reused).
 """
 
@@ -41,7 +43,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from _common import RESULTS_DIR, WORK_DIR, machine_info, set_threads, setup_logging, write_json  # noqa: E402
+from _common import BENCH_DIR, RESULTS_DIR, WORK_DIR, machine_info, set_threads, setup_logging, write_json  # noqa: E402
 
 log = logging.getLogger("bench.pruners")
 WORK = WORK_DIR / "pruners"
@@ -85,24 +87,15 @@ def data_and_source(args) -> tuple[Path, Path]:
 
 
 def make_study(args, ge: Path, source: Path, sampler_seed: int):
-    from mlptl.study import DataSource, Pretraining, Study
+    """bench/studies/pruners.py's study with this run's sampler seed and sizes (its own: seed 0, 10 Ge
+    frames, scratch and transfer, 16 trials of 30 epochs)."""
+    import runpy
 
-    return Study(
-        name=f"pruners-s{sampler_seed}",
-        source_element="Si",
-        target_element="Ge",
-        pretraining=Pretraining(pretrained=str(source)),
-        target_data=DataSource(path=str(ge)),
-        train_sizes=(args.train_size,),
-        inits=tuple(args.inits),
-        trials_per_cell=args.trials,
-        seeds=(0,),
-        max_epochs=args.epochs,
-        sampler="tpe",
-        sampler_seed=sampler_seed,
-        val_size=10,
-        test_size=20,
-    )
+    study = runpy.run_path(str(BENCH_DIR / "studies" / "pruners.py"), run_name="mlptl_study")["STUDY"]
+    assert Path(study.target_data.path) == ge and Path(study.pretraining.pretrained) == source, (ge, source)
+    return study.with_overrides(name=f"pruners-s{sampler_seed}", sampler_seed=sampler_seed,
+                                train_sizes=(args.train_size,), inits=tuple(args.inits),
+                                trials_per_cell=args.trials, max_epochs=args.epochs)
 
 
 # ---------------------------------------------------------------- 1. record unpruned learning curves
@@ -384,7 +377,7 @@ def plot(df: pd.DataFrame, curves: dict[str, list[dict[str, Any]]], path: Path, 
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", default="0,1,2", help="sampler seeds (comma-separated)")
     p.add_argument("--trials", type=int, default=16, help="configurations per cell and seed")
@@ -396,8 +389,10 @@ def main() -> None:
     p.add_argument("--gap-goal", type=float, default=5.0, help="val gap goal [%%]")
     p.add_argument("--epochs-goal", type=float, default=0.30, help="epochs fraction goal")
     p.add_argument("--replay-only", action="store_true", help="replay the stored curves.json, train nothing")
+    p.add_argument("--main-only", action="store_true",
+                   help="replay only the main pruners (not the sweep, nor the 1-based and study-size tables)")
     p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     args.inits = args.inits.split(",")
     setup_logging(args.verbose)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -421,11 +416,17 @@ def main() -> None:
         write_json(OUT / "curves.json", {"meta": meta, "curves": curves})
     epochs = meta["settings"]["epochs"]
     t1 = time.perf_counter()
-    df = replay_all(curves, pruner_specs(epochs), args.concurrency)
+    specs = pruner_specs(epochs)
+    if args.main_only:  # a quick check: the main table (and its 1-based rows) and the figure, nothing else
+        df = replay_all(curves, {"main": specs["main"]}, args.concurrency)
+        summarise(df, args.gap_goal, args.epochs_goal).to_csv(OUT / "summary_main.csv", index=False)
+        plot(df, curves, OUT / "pruners.png", args.gap_goal, args.epochs_goal)
+        return 0
+    df = replay_all(curves, specs, args.concurrency)
     df.to_csv(OUT / "replay.csv", index=False)
     summary = summarise(df, args.gap_goal, args.epochs_goal)
     summary.to_csv(OUT / "summary.csv", index=False)
-    by_trials = trials_per_cell_table(curves, pruner_specs(epochs), args)
+    by_trials = trials_per_cell_table(curves, specs, args)
     by_trials.to_csv(OUT / "by_trials_per_cell.csv", index=False)
     corr = rank_correlations(curves, tuple(k for k in (1, 2, 3, 5, 10, 20, epochs) if k <= epochs))
     corr_table = corr.groupby("epoch").spearman.agg(["mean", "min", "max"]).reset_index()
@@ -442,7 +443,8 @@ def main() -> None:
         log.info("rank correlation of val at epoch k with the best:\n%s", corr_table)
         log.info("summary (main pruners; the sweep is in summary.csv):\n%s",
                  summary[summary.group == "main"].drop(columns=["group"]).round(3))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -13,7 +13,10 @@
    wall time spent, and the best test force MAE each cell reaches.
 
 One trial at a time (1 CPU, 1 torch thread) in all three, so that the comparison is of the same work.
-Results: bench/results/study_costs.{json,csv,png}. Stores: bench/work/study-costs/.
+The two studies are bench/studies/study_costs.py (``STUDY``, ``MEDIAN``); this script runs them the way
+``mlptl run`` does and times the bare trainings. Results: bench/results/study_costs.{json,csv,png};
+``--replot`` recomputes the overhead and savings from the results JSON and redraws the figure.
+Stores: bench/work/study-costs/.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -47,35 +51,25 @@ from _common import (  # noqa: E402
 log = logging.getLogger("bench.study_costs")
 STORE = WORK_DIR / "study-costs"
 OVERHEAD_STORE = WORK_DIR / "study-costs-overhead"
-PRETRAINED = WORK_DIR / "transfer_vs_scratch" / "si-pretrain" / "model.nequip.zip"
+PRETRAINED = WORK_DIR / "transfer_vs_scratch" / "si-pretrain" / "model.nequip.zip"  # as in the study file
 
 
-def make_study(args, pruner: str, store: Path = STORE):
-    from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
-
+def load_studies(args) -> dict[str, Any]:
+    """The study file's two studies (no pruner, median pruner) with this run's settings; the data set and
+    the source model they name are made first if missing."""
+    ns = S.load_namespace("study_costs")  # bench/studies/study_costs.py
     if not PRETRAINED.exists():
         raise SystemExit(f"{PRETRAINED} is missing: run `python bench/transfer_vs_scratch.py` first (it trains it)")
-    return Study(
-        name=f"costs-{pruner}",
-        description=f"bench/study_costs.py, pruner {pruner}",
-        source_element="Si",
-        target_element="Ge",
-        # The SW-Si model of bench/transfer_vs_scratch.py: pretraining is not what this measures.
-        pretraining=Pretraining(pretrained=str(PRETRAINED)),
-        target_data=DataSource(path=str(generated(ge_data_spec()))),
-        train_sizes=(args.size,),
-        search=SearchSpace(lr=(1e-3, 2e-2), freeze_depth=(0, 1, 2)),
-        trials_per_cell=args.trials_per_cell,
-        seeds=(0,),
-        max_epochs=args.epochs,
-        sampler_seed=0,
-        pruner=PrunerSpec(kind=pruner, n_startup_trials=2, n_warmup_steps=args.warmup),
-        evaluation=EvaluationSpec(stability_temperatures=(), properties=False),
-        resources=Resources(cpus_per_trial=1, max_concurrent_trials=1),
-        val_size=10,
-        test_size=30,
-        storage=str(store / pruner),
-    )
+    data = generated(ge_data_spec())
+    studies = {}
+    for label, study in (("no pruner", ns["STUDY"]), ("median pruner", ns["MEDIAN"])):
+        assert Path(study.target_data.path) == data and Path(study.pretraining.pretrained) == PRETRAINED, study.name
+        pruner = dataclasses.replace(study.pruner, n_warmup_steps=args.warmup) if args.warmup is not None else study.pruner
+        studies[label] = study.with_overrides(
+            train_sizes=(args.size,) if args.size else None, trials_per_cell=args.trials_per_cell,
+            max_epochs=args.epochs, pruner=pruner,
+        )
+    return studies
 
 
 def trial_jobs(study) -> list[dict]:
@@ -163,12 +157,33 @@ def compare(runs: pd.DataFrame, bare: pd.DataFrame, study_wall_s: float) -> tupl
     return o, paired
 
 
+def savings(cells: pd.DataFrame, study_wall_s: dict[str, float]) -> dict[str, Any]:
+    """Search epochs and wall time per arm (summed over its cells), and each study's wall time."""
+    return {
+        "epochs_spent": {a: float(g.epochs_spent.sum()) for a, g in cells.groupby("arm")},
+        "search_wall_s": {a: float(g.search_wall_s.sum()) for a, g in cells.groupby("arm")},
+        "study_wall_s": study_wall_s,
+    }
+
+
+def replot() -> dict[str, Any]:
+    """Overhead and pruning savings recomputed from the results JSON alone, and the figure redrawn."""
+    info = json.loads((RESULTS_DIR / "study_costs.json").read_text())
+    cells = pd.DataFrame(info["cells"])
+    pairs = pd.DataFrame(info["paired_trials"])
+    runs = pairs[["trial_key", "wall_s_study", "phase"]].rename(columns={"wall_s_study": "wall_s"})
+    bare = pairs[["trial_key", "wall_s_bare"]].rename(columns={"wall_s_bare": "wall_s"})
+    overhead, _ = compare(runs, bare, info["overhead"]["study_wall_s"])
+    plot(cells, overhead, RESULTS_DIR / "study_costs.png")
+    return {"overhead": overhead, "pruning": savings(cells, info["pruning"]["study_wall_s"])}
+
+
 def overhead_only(args, info: dict) -> int:
     from mlptl.tracking import resolve_tracking_uri
 
     if OVERHEAD_STORE.exists():
         shutil.rmtree(OVERHEAD_STORE)
-    study = make_study(args, "none", OVERHEAD_STORE)
+    study = load_studies(args)["no pruner"].with_overrides(storage=str(OVERHEAD_STORE / "none"))
     run = S.run(study)
     info["study_load_after"] = list(os.getloadavg())
     bare = run_bare(study, OVERHEAD_STORE / "bare")
@@ -207,17 +222,22 @@ def plot(cells: pd.DataFrame, overhead: dict, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", type=int, default=50, help="Ge training frames of both cells")
-    p.add_argument("--trials-per-cell", type=int, default=6)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=5, help="median pruner: epochs before it may prune")
+    p.add_argument("--size", type=int, help="Ge training frames of both cells (study file: 50)")
+    p.add_argument("--trials-per-cell", type=int, help="search trials per cell (study file: 6)")
+    p.add_argument("--epochs", type=int, help="epochs per trial (study file: 20)")
+    p.add_argument("--warmup", type=int, help="median pruner: epochs before it may prune (study file: 5)")
     p.add_argument("--fresh", action="store_true", help="delete the stores and rerun everything")
     p.add_argument("--overhead-only", action="store_true",
                    help="only the overhead part (no-pruner study + bare), in its own store, always fresh; "
                         "writes results/study_costs_overhead.json")
+    p.add_argument("--replot", action="store_true",
+                   help="only recompute overhead and savings from results/study_costs.json and redraw the figure")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     setup_logging(args.verbose)
+    if args.replot:
+        log.info("%s", replot())
+        return 0
     set_threads(1)
     from mlptl.tracking import resolve_tracking_uri
 
@@ -226,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         return overhead_only(args, info)
     if args.fresh and STORE.exists():
         shutil.rmtree(STORE)
-    nop, med = make_study(args, "none"), make_study(args, "median")
+    studies = load_studies(args)
+    nop, med = studies["no pruner"], studies["median pruner"]
     arms = {}
     for study, label in ((nop, "no pruner"), (med, "median pruner")):
         arms[label] = {"run": S.run(study), "uri": resolve_tracking_uri(study.storage_dir(), study.tracking_uri),
@@ -238,11 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     runs_med = trial_walls(arms["median pruner"]["uri"], med.name)
     overhead, paired = compare(runs_nop, bare, arms["no pruner"]["run"]["wall_s"])
     cells = pd.concat([per_cell(runs_nop).assign(arm="no pruner"), per_cell(runs_med).assign(arm="median pruner")])
-    saving = {
-        "epochs_spent": {a: float(g.epochs_spent.sum()) for a, g in cells.groupby("arm")},
-        "search_wall_s": {a: float(g.search_wall_s.sum()) for a, g in cells.groupby("arm")},
-        "study_wall_s": {k: v["run"]["wall_s"] for k, v in arms.items()},
-    }
+    saving = savings(cells, {k: v["run"]["wall_s"] for k, v in arms.items()})
     info.update(overhead=overhead, pruning=saving, cells=cells.to_dict(orient="records"),
                 paired_trials=paired.to_dict(orient="records"), bare=bare.to_dict(orient="records"),
                 arms={k: {kk: vv for kk, vv in v.items() if kk != "uri"} for k, v in arms.items()})

@@ -1,23 +1,11 @@
-"""The paper's classical-force-field experiment as an mlptl study: Si -> Ge on Stillinger-Weber data.
+"""The paper's classical-force-field experiment: the study bench/studies/sw_learning_curve.py, run and analysed.
 
-Röcken & Zavadlav's findings, checked on mlptl's own study pipeline (Ray Tune trials, Optuna TPE with
-the learning rate tuned per cell and median pruning, MLflow tracking), sized for a 2-core CPU:
-
-1. transfer beats scratch in test force MAE, more so at small Ge training sizes (and is transfer at N
-   frames better than scratch at 5N?);
-2. transfer gives more stable MD;
-3. transfer transfers better in temperature: trained on 300 K and 600 K frames only, tested (forces and
-   MD) at 900 K and 1200 K as well.
-
-Replicates resample the data: replicate r of a cell trains on its own nested training subset r with
-weight seed r, and scratch and transfer replicate r share that subset, so the CIs (the study report's
-bootstrap over replicates) and paired tests are uncertainty over training data. The store of the run
-before that definition (bench/work/sw-learning-curve/, 3 weight seeds on one subset) is left alone: the
-default study name is new.
-
-Every number is read back from the study's MLflow store (bench/work/<name>/) and its report; rerunning
-the script resumes the study (finished trials are not redone) and rewrites the results:
-bench/results/<name with _>.{json,csv,png}. The full-scale version is studies/sw_si_to_ge.py.
+The study (Si -> Ge on Stillinger-Weber data, learning rate tuned per cell, 5 resampled replicates, MD
+stability, Ge trained at 300/600 K and tested at 900/1200 K as well) is a study file; this driver runs it
+the way ``mlptl run`` does (rerunning resumes it: finished trials are not redone), reads every number back
+from its MLflow store with the report's own statistics, and writes bench/results/<name with _>.{json,csv,png}
+with the temperature-transfer and stability tables the report does not make. ``--replot`` redraws the
+figure and rewrites the CSV from the results JSON alone; ``--analyse-only`` re-reads the store.
 """
 
 from __future__ import annotations
@@ -27,7 +15,6 @@ import json
 import logging
 import math
 import shutil
-from pathlib import Path
 
 import matplotlib
 
@@ -40,72 +27,17 @@ from _common import RESULTS_DIR, setup_logging, write_json  # noqa: E402
 
 log = logging.getLogger("bench.sw_learning_curve")
 
+STUDY_FILE = "sw_learning_curve"  # bench/studies/sw_learning_curve.py
 TRAIN_T = (300.0, 600.0)
 HELD_OUT_T = (900.0, 1200.0)
 
 
-def make_study(args):
-    from mlptl.data.generate import GenerationSpec
-    from mlptl.study import (
-        DataSource,
-        EvaluationSpec,
-        Pretraining,
-        PrunerSpec,
-        Resources,
-        SearchSpace,
-        Study,
-    )
-
-    def sw(element: str, temps: tuple[float, ...], per_t: int) -> GenerationSpec:
-        # 64-atom diamond cells, frames 20 fs apart after 200 fs of equilibration (as bench/_common.py).
-        return GenerationSpec(
-            element=element, reference="sw", temperatures=temps, frames_per_temperature=per_t, supercell=2,
-            equilibration_steps=200, interval_steps=20, friction=0.02, seed=0,
-        )
-
-    temps = TRAIN_T + HELD_OUT_T
-    return Study(
-        name=args.name,
-        description="bench/sw_learning_curve.py: Si -> Ge learning curve on SW data, lr tuned per cell.",
-        source_element=args.source,
-        target_element=args.target,
-        pretraining=Pretraining(
-            data=DataSource(generate=sw(args.source, (300.0, 900.0), 60)),
-            model="tiny", max_epochs=30, lr=5e-3, val_size=10, test_size=10,
-        ),
-        # Test frames are drawn from all four temperatures (10 each); training and validation frames from
-        # 300 K and 600 K only, so 900 K and 1200 K are temperatures the models never saw.
-        target_data=DataSource(generate=sw(args.target, temps, args.frames_per_temperature)),
-        train_groups=tuple(f"T{int(t)}" for t in TRAIN_T),
-        test_size=10 * len(temps),
-        val_size=10,
-        train_sizes=tuple(args.sizes),
-        search={
-            "scratch": SearchSpace(lr=(1e-3, 3e-2)),
-            # Freeze depth is its own benchmark (bench/freeze_depth.py); here transfer fine-tunes everything.
-            "transfer": SearchSpace(lr=(3e-4, 1e-2), freeze_depth=(0,)),
-        },
-        trials_per_cell=args.trials_per_cell,
-        seeds=tuple(range(args.replicates)),
-        max_epochs=args.epochs,
-        sampler_seed=0,
-        pruner=PrunerSpec(kind="median", n_startup_trials=2, n_warmup_steps=5),
-        evaluation=EvaluationSpec(
-            stability_temperatures=tuple(args.md_temperatures) if args.md_steps > 0 else (),
-            stability_steps=max(args.md_steps, 1), stability_replicas=1,
-            properties=False,
-        ),
-        resources=Resources(cpus_per_trial=1, max_concurrent_trials=args.concurrent),
-        storage=S.storage_dir(args.name),
-    )
-
-
-def analyse(runs: pd.DataFrame, report_dir: Path) -> dict:
-    """The learning curve, paired tests and savings from the study's report; temperature transfer and
-    stability as means over replicates with the same bootstrap CIs (mlptl.report.statistics)."""
+def analyse(runs: pd.DataFrame) -> dict:
+    """The learning curve, paired tests and savings as the study's report computes them; temperature
+    transfer and stability as means over replicates with the report's bootstrap CIs."""
     from mlptl.report.runs import final_frame
 
-    rep = S.report_tables(report_dir)
+    rep = S.report_tables(runs)
     f = final_frame(runs)
     for t in TRAIN_T + HELD_OUT_T:
         col = f"test_forces_mae.T{int(t)}"
@@ -162,32 +94,28 @@ def plot(table: pd.DataFrame, out) -> None:
     plt.close(fig)
 
 
+def replot(stem: str) -> None:
+    """The CSV and the figure again from the results JSON alone (the study's store may be long gone)."""
+    table = pd.DataFrame(json.loads((RESULTS_DIR / f"{stem}.json").read_text())["table"])
+    table.to_csv(RESULTS_DIR / f"{stem}.csv", index=False)
+    plot(table, RESULTS_DIR / f"{stem}.png")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--name", default="sw-learning-curve-r5")
-    p.add_argument("--source", default="Si")
-    p.add_argument("--target", default="Ge")
-    p.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 25, 50, 100])
-    p.add_argument("--frames-per-temperature", type=int, default=80)
-    p.add_argument("--trials-per-cell", type=int, default=3)
-    p.add_argument("--replicates", type=int, default=5, help="replicates per cell: subsets and seeds 0..R-1")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--md-steps", type=int, default=600, help="stability MD steps (1 fs) per temperature")
-    p.add_argument("--md-temperatures", type=float, nargs="+", default=[300.0, *HELD_OUT_T])
-    p.add_argument("--concurrent", type=int, default=2, help="trials at once (1 CPU and 1 torch thread each)")
-    p.add_argument("--fresh", action="store_true", help="delete the study's store first instead of resuming")
-    p.add_argument("--analyse-only", action="store_true", help="only re-read the store and rewrite the results")
-    p.add_argument("-v", "--verbose", action="store_true")
+    S.add_study_arguments(p)
     args = p.parse_args(argv)
     setup_logging(args.verbose)
-
-    study = make_study(args)
-    info, report_dir, runs = S.run_and_read(study, args, "sw_learning_curve")
-    res = analyse(runs, report_dir)
+    study = S.study_from_args(STUDY_FILE, args)
+    stem = S.results_stem(study)
+    if args.replot:
+        replot(stem)
+        return 0
+    info, runs, report_dir = S.run_and_read(study, args, "sw_learning_curve")
+    res = analyse(runs)
     table = res["table"]
-    stem = args.name.replace("-", "_")
     for k in ("table", "paired", "savings", "pairs", "held_out"):
-        info[k] = json.loads(res[k].to_json(orient="records"))
+        info[k] = S.records(res[k])
     info["headline"], info["answer"] = res["headline"], res["answer"]
     info["study_wall_s"] = (info.get("run") or {}).get("wall_s")
     table.to_csv(RESULTS_DIR / f"{stem}.csv", index=False)

@@ -168,8 +168,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames-per-temperature", type=int, default=25, help="SW Ge frames per temperature (2 temps)")
     p.add_argument("--val-size", type=int, default=5)
     p.add_argument("--test-size", type=int, default=5)
+    p.add_argument("--replot", action="store_true",
+                   help="only recompute the summary from the runs in results/train_compile.json and redraw the figure")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.replot:
+        runs = json.loads((RESULTS_DIR / "train_compile.json").read_text())["runs"]
+        plot(runs, RESULTS_DIR / "train_compile.png")
+        for row in summarise(runs):
+            print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
+        return 0
     if args.one:
         cfg = json.loads(args.one)
         write_json(Path(cfg["out"]) / "bench-result.json", one(cfg))

@@ -357,6 +357,30 @@ def _arms(args: argparse.Namespace) -> list[str]:
     return ["mlptl", "nequip"]
 
 
+def summarise(runs: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
+    """Per arm, the clocks' median and range over the counted rounds; per arm against nequip-train, the
+    ratio of the medians and the median of the per-round (paired) ratios."""
+    counted = [r for r in runs if r["counted"]]
+    res: dict[str, Any] = {"arms": arms, "per_tool": {}, "ratio": {}}
+    for tool in arms:
+        rs = [r for r in counted if r["tool"] == tool]
+        res["per_tool"][tool] = {k: _summary([r[k] for r in rs]) for k in CLOCKS}
+        res["per_tool"][tool]["outside_fit_s"] = _summary([r["whole_s"] - r["fit_s"] for r in rs])
+    n = {r["pair"]: r for r in counted if r["tool"] == "nequip"}
+    for tool in arms:
+        if tool == "nequip":
+            continue
+        m = {r["pair"]: r for r in counted if r["tool"] == tool}
+        res["ratio"][tool] = {
+            k: {
+                "of_medians": res["per_tool"][tool][k]["median"] / res["per_tool"]["nequip"][k]["median"],
+                "paired": _summary([m[p][k] / n[p][k] for p in sorted(m)]),
+            }
+            for k in CLOCKS
+        }
+    return res
+
+
 def overhead(args: argparse.Namespace) -> dict[str, Any]:
     work, data, cfg_path, paths = _setup_overhead(args)
     runs: list[dict[str, Any]] = []
@@ -390,24 +414,7 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
             for name in ("train", "val", "test"):
                 if (work / "mlptl-run" / "data" / f"{name}.extxyz").read_bytes() != paths[name].read_bytes():
                     raise RuntimeError(f"mlptl's {name} split differs from the nequip config's file")
-    counted = [r for r in runs if r["counted"]]
-    res: dict[str, Any] = {"arms": _arms(args), "per_tool": {}, "ratio": {}}
-    for tool in _arms(args):
-        rs = [r for r in counted if r["tool"] == tool]
-        res["per_tool"][tool] = {k: _summary([r[k] for r in rs]) for k in CLOCKS}
-        res["per_tool"][tool]["outside_fit_s"] = _summary([r["whole_s"] - r["fit_s"] for r in rs])
-    n = {r["pair"]: r for r in counted if r["tool"] == "nequip"}
-    for tool in _arms(args):
-        if tool == "nequip":
-            continue
-        m = {r["pair"]: r for r in counted if r["tool"] == tool}
-        res["ratio"][tool] = {
-            k: {
-                "of_medians": res["per_tool"][tool][k]["median"] / res["per_tool"]["nequip"][k]["median"],
-                "paired": _summary([m[p][k] / n[p][k] for p in sorted(m)]),
-            }
-            for k in CLOCKS
-        }
+    res = summarise(runs, _arms(args))
     res["runs"] = runs
     if args.breakdown:
         res["mlptl_extra_work"] = breakdown(args, work / "mlptl-run", args.threads)

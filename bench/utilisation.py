@@ -1,6 +1,6 @@
 """How busy a study keeps the machine's cores: CPU utilisation of the search, the final phase and the whole study.
 
-Runs a real study (default: ``studies/quickstart.py`` unchanged) through ``mlptl.cli.run.run`` into a fresh
+Runs a real study (default: ``studies/quickstart.py`` unchanged) through ``mlptl.run`` (as ``mlptl run``) into a fresh
 store under bench/work/utilisation/, then computes from its MLflow runs
 
     utilisation = sum of the trials' CPU time / (cores x wall time of the window)
@@ -38,7 +38,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import psutil  # noqa: E402
 from _common import RESULTS_DIR, WORK_DIR, machine_info, write_json  # noqa: E402
 
 log = logging.getLogger("bench.utilisation")
@@ -59,16 +58,22 @@ class Sampler(threading.Thread):
         self.rows: list[dict] = []
         self.procs: dict[int, dict] = {}  # pid -> name, samples [(t, cpu_s)]
         self._halt = threading.Event()
+        import psutil  # only a measuring run needs it (the analysis of saved results does not)
+
         self.me = psutil.Process()
         self.driver = self.me.pid
 
     @staticmethod
     def _busy() -> float:
+        import psutil
+
         # guest time is already inside user/nice on Linux; steal is the hypervisor's, not ours
         t = psutil.cpu_times()
         return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
 
     def sample(self) -> None:
+        import psutil
+
         now = time.time()
         tree = 0.0
         try:
@@ -179,6 +184,66 @@ def ray_trials(storage: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def window(t0: float, t1: float, trials: pd.DataFrame, label: str, cores: int, samples: pd.DataFrame,
+           sampler: Sampler | None = None, trial_pids: set[int] = frozenset()) -> dict:
+    """Utilisation of the window [t0, t1]: the trials' CPU time in it over cores x its wall time; with
+    ``samples``, also the sampled CPU of the study's process tree and of the machine."""
+    w = t1 - t0
+    # each trial's CPU counted in proportion to the part of its run inside the window
+    ov = (np.minimum(trials.end, t1) - np.maximum(trials.start, t0)).clip(lower=0)
+    frac = (ov / trials.wall_s.replace(0, np.nan)).fillna(0)
+    cpu = float((trials.cpu_s * frac).sum())
+    out = {"window": label, "start": t0, "end": t1, "wall_s": w, "trials": int((ov > 0).sum()),
+           "trial_cpu_s": cpu, "utilisation": cpu / (cores * w) if w > 0 else float("nan"),
+           "trial_wall_in_window_s": float(ov.sum()),
+           "slot_occupancy": float(ov.sum()) / (cores * w) if w > 0 else float("nan")}
+    if not samples.empty:
+        s = samples.set_index("t")
+        tree = np.interp([t0, t1], s.index, s.tree_cpu_s)
+        mach = np.interp([t0, t1], s.index, s.machine_busy_s)
+        out["tree_utilisation_sampled"] = float(tree[1] - tree[0]) / (cores * w)
+        out["machine_busy_sampled"] = float(mach[1] - mach[0]) / (cores * w)
+        out["others_busy_sampled"] = out["machine_busy_sampled"] - out["tree_utilisation_sampled"]
+        seg = samples[(samples.t >= t0) & (samples.t <= t1)]
+        out["load1_range"] = [float(seg.load1.min()), float(seg.load1.max())] if len(seg) else None
+        if sampler is not None:
+            out["study_cpu_by_process_group_s"] = sampler.by_group(t0, t1, trial_pids)
+    return out
+
+
+def windows(df: pd.DataFrame, p_start: float, p_end: float, cores: int, samples: pd.DataFrame,
+            sampler: Sampler | None = None, trial_pids: set[int] = frozenset()) -> dict:
+    """The five windows of the results: the search (its trials alone, and all trials), the whole study,
+    the final Tune run and the span of the final trials. ``df``: one row per trial with its phase,
+    start, end, wall_s, cpu_s and whether it was a back-filled final."""
+    def win(t0, t1, trials, label):
+        return window(t0, t1, trials, label, cores, samples, sampler, trial_pids)
+
+    search = df[df.phase == "search"]
+    s0, s1 = float(search.start.min()), float(search.end.max())
+    finals = df[df.phase == "final"]
+    fin = finals[~finals.backfilled.astype(bool)]
+    return {
+        "search_trials_only": win(s0, s1, search, "search (search trials' CPU)"),
+        "search_all_trials": win(s0, s1, df, "search window (all trials, back-filled finals included)"),
+        "whole_study": win(p_start, p_end, df, "whole study (parent run start to end)"),
+        "final_phase": win(float(fin.start.min()), float(fin.end.max()), fin, "final Tune run") if len(fin) else None,
+        "final_trials": win(float(finals.start.min()), float(finals.end.max()), df,
+                            "first to last final trial (back-filled ones included), all trials' CPU")
+        if len(finals) else None,
+    }
+
+
+def replot(out: str) -> dict:
+    """The windows recomputed from the trials in the results JSON (the sampled columns need the samples,
+    kept beside the store) and the figure redrawn without the sampled panel."""
+    res = json.loads((RESULTS_DIR / f"{out}.json").read_text())
+    df = pd.DataFrame(res["trials"])
+    recomputed = windows(df, res["parent"]["start"], res["parent"]["end"], res["cores"], pd.DataFrame())
+    plot(res, pd.DataFrame(), res["cores"], RESULTS_DIR / f"{out}.png")
+    return recomputed
+
+
 def analyse(study, sampler: Sampler, cores: int) -> dict:
     from mlptl import tracking as T
     from mlptl.report import load_runs
@@ -210,42 +275,10 @@ def analyse(study, sampler: Sampler, cores: int) -> dict:
              if len(chk) else None}
 
     trial_pids = {int(x) for x in df.pid.dropna()}
-
-    def window(t0: float, t1: float, trials: pd.DataFrame, label: str) -> dict:
-        w = t1 - t0
-        # each trial's CPU counted in proportion to the part of its run inside the window
-        ov = (np.minimum(trials.end, t1) - np.maximum(trials.start, t0)).clip(lower=0)
-        frac = (ov / trials.wall_s.replace(0, np.nan)).fillna(0)
-        cpu = float((trials.cpu_s * frac).sum())
-        out = {"window": label, "start": t0, "end": t1, "wall_s": w, "trials": int((ov > 0).sum()),
-               "trial_cpu_s": cpu, "utilisation": cpu / (cores * w) if w > 0 else float("nan"),
-               "trial_wall_in_window_s": float(ov.sum()),
-               "slot_occupancy": float(ov.sum()) / (cores * w) if w > 0 else float("nan")}
-        if not samples.empty:
-            s = samples.set_index("t")
-            tree = np.interp([t0, t1], s.index, s.tree_cpu_s)
-            mach = np.interp([t0, t1], s.index, s.machine_busy_s)
-            out["tree_utilisation_sampled"] = float(tree[1] - tree[0]) / (cores * w)
-            out["machine_busy_sampled"] = float(mach[1] - mach[0]) / (cores * w)
-            out["others_busy_sampled"] = out["machine_busy_sampled"] - out["tree_utilisation_sampled"]
-            seg = samples[(samples.t >= t0) & (samples.t <= t1)]
-            out["load1_range"] = [float(seg.load1.min()), float(seg.load1.max())] if len(seg) else None
-            out["study_cpu_by_process_group_s"] = sampler.by_group(t0, t1, trial_pids)
-        return out
-
     search = df[df.phase == "search"]
     s0, s1 = float(search.start.min()), float(search.end.max())
-    finals = df[df.phase == "final"]
-    fin = finals[~finals.backfilled]
     res = {
-        "search_trials_only": window(s0, s1, search, "search (search trials' CPU)"),
-        "search_all_trials": window(s0, s1, df, "search window (all trials, back-filled finals included)"),
-        "whole_study": window(p_start, p_end, df, "whole study (parent run start to end)"),
-        "final_phase": window(float(fin.start.min()), float(fin.end.max()), fin, "final Tune run")
-        if len(fin) else None,
-        "final_trials": window(float(finals.start.min()), float(finals.end.max()), df,
-                               "first to last final trial (back-filled ones included), all trials' CPU")
-        if len(finals) else None,
+        **windows(df, p_start, p_end, cores, samples, sampler, trial_pids),
         "finals": {"total": int((df.phase == "final").sum()), "backfilled": int(df.backfilled.sum()),
                    "reused_search_training": int(df[df.phase == "final"].reused.sum())},
         "counts": df.groupby(["phase", "status"]).size().rename("n").reset_index().to_dict(orient="records"),
@@ -323,7 +356,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpus-per-trial", type=float)
     p.add_argument("--analyse-only", action="store_true", help="recompute from the store and the saved samples")
     p.add_argument("--out", default="utilisation", help="basename of the result files")
+    p.add_argument("--replot", action="store_true",
+                   help="only recompute the windows from the results JSON's trials and redraw the figure")
     args = p.parse_args(argv)
+    if args.replot:
+        for k, w in replot(args.out).items():
+            log.info("%-20s utilisation %.3f", k, w["utilisation"] if w else float("nan"))
+        return 0
     from _common import setup_logging
 
     setup_logging()
@@ -355,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         storage = Path(study.storage_dir())
         if storage.exists():
             shutil.rmtree(storage)
-        from mlptl.cli.run import run
+        from mlptl import run
 
         sampler = Sampler()
         sampler.start()

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_copy", "cache_dir", "CACHE_ENV"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_copy", "cache_dir", "expand_path", "CACHE_ENV"]
 
 #: The one environment variable for caches: ``$MLPTL_CACHE/<kind>`` (default ``~/.cache/mlptl/<kind>``).
 CACHE_ENV = "MLPTL_CACHE"
@@ -47,8 +47,14 @@ def atomic_copy(src: str | Path, dest: str | Path) -> Path:
     return Path(dest)
 
 
+def expand_path(path: str | Path) -> Path:
+    """A path as a user wrote it, ``~`` and ``$VARS`` expanded: every path a spec or a flag names goes
+    through here, so ``$SCRATCH/store`` means the same in every field."""
+    return Path(os.path.expandvars(os.path.expanduser(str(path))))
+
+
 def cache_dir(kind: str) -> Path:
     """Where cached ``kind`` (``data``, ``rdf``, ...) lives: ``$MLPTL_CACHE/<kind>`` or ``~/.cache/mlptl/<kind>``."""
     env = os.environ.get(CACHE_ENV)
-    root = Path(env).expanduser() if env else Path.home() / ".cache" / "mlptl"
+    root = expand_path(env) if env else Path.home() / ".cache" / "mlptl"
     return root / kind

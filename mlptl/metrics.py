@@ -14,6 +14,16 @@ UNITS = {
     "energy_per_atom_rmse": "eV/atom",
     "total_energy_mae": "eV",
     "loss": "(eV/atom)^2 + (eV/A)^2",
+    # crystal properties (mlptl.evaluate.properties)
+    "a0": "A",
+    "ecoh": "eV/atom",
+    "e_per_atom": "eV/atom",
+    "volume": "A^3/atom",
+    "B": "GPa",
+    "C11": "GPa",
+    "C12": "GPa",
+    "C44": "GPa",
+    "C44_unrelaxed": "GPa",
 }
 
 # What the training loop's per-epoch report calls things.

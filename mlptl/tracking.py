@@ -54,13 +54,16 @@ EXPERIMENT_KIND = "custom_model_development"
 # metrics as columns; opened by ``...?viewStateShareKey=<name>``.
 TAG_SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
 TRIALS_VIEW = "mlptl-trials"
+#: A local store's files in a storage directory: the MLflow database and the artifact root.
+MLFLOW_DB = "mlflow.db"
+ARTIFACTS_DIR = "artifacts"
 MODEL_ARTIFACT_DIR = "model"
 
 STATUS_TO_MLFLOW = {"finished": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
 
 
 def default_tracking_uri(storage_dir: Path) -> str:
-    return f"sqlite:///{(storage_dir / 'mlflow.db').resolve()}"
+    return f"sqlite:///{(storage_dir / MLFLOW_DB).resolve()}"
 
 
 def resolve_tracking_uri(storage_dir: Path, explicit: str | None = None) -> str:

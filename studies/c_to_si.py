@@ -10,7 +10,7 @@ references each, so the study names its own.
     mlptl run studies/c_to_si.py             # or: python studies/c_to_si.py [--smoke]
 """
 
-from mlptl.cli.run import main
+from mlptl import main
 from mlptl.data.generate import preset
 from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
 

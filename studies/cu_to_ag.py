@@ -9,7 +9,7 @@ cells at the same fractions of each metal's melting point as the SW silicon pres
     mlptl run studies/cu_to_ag.py            # or: python studies/cu_to_ag.py [--smoke]
 """
 
-from mlptl.cli.run import main
+from mlptl import main
 from mlptl.data.generate import preset
 from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
 

@@ -12,7 +12,7 @@ crystal staying a crystal (no DFT MD is run here).
 
 import os
 
-from mlptl.cli.run import main
+from mlptl import main
 from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
 
 MLEARN = os.environ.get("MLPTL_MLEARN_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mlearn"))

@@ -11,7 +11,7 @@ as the reference.
     mlptl run studies/ni_to_cu.py            # or: python studies/ni_to_cu.py [--smoke]
 """
 
-from mlptl.cli.run import main
+from mlptl import main
 from mlptl.data.generate import preset
 from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
 

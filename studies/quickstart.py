@@ -12,7 +12,7 @@ cache warm, 6.5 min on a fresh machine (2026-11-25).
     mlptl ui                                   # browse the runs
 """
 
-from mlptl.cli.run import main
+from mlptl import main
 from mlptl.data.generate import preset
 from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
 

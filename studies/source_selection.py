@@ -9,7 +9,7 @@ one shared scratch baseline, and the report ranks the sources by data-savings fa
     mlptl run studies/source_selection.py             # about half an hour on 2 CPU cores
 """
 
-from mlptl.cli.run import main
+from mlptl import main
 from mlptl.data.generate import preset
 from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
 

@@ -11,7 +11,7 @@ temperature transferability: add ``train_groups=("T300", "T600")`` and ``test_gr
     python studies/sw_si_to_ge.py --smoke                          # the whole pipeline at minimal size
 """
 
-from mlptl.cli.run import main
+from mlptl import main
 from mlptl.data.generate import preset
 from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
 

@@ -41,7 +41,7 @@ def e2e_study(tmp_path_factory):
 
     from _studies import tiny_study
 
-    from mlptl.cli.run import run
+    from mlptl import run
     from mlptl.study import SearchStability
 
     study = tiny_study(tmp_path_factory.mktemp("e2e"), name="e2e", trials=4, epochs=4, search=E2E_SEARCH)

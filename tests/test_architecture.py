@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mlptl"
-LAYERS = ["base", "data", "model", "train", "evaluate", "tracking", "study", "report", "cli"]
-BASE = {"mlptl", "mlptl.errors", "mlptl.metrics", "mlptl.fsutil"}
+LAYERS = ["base", "data", "model", "train", "evaluate", "tracking", "study", "report", "cli", "api"]
+BASE = {"mlptl.errors", "mlptl.metrics", "mlptl.fsutil", "mlptl.serial"}
+#: ``mlptl`` itself: the public facade (``from mlptl import main``) that may reach every layer.
+API = "mlptl"
 MAX_LINES = 450
 
 
@@ -28,6 +30,8 @@ def _module_name(path: Path) -> str:
 
 
 def layer_of(module: str) -> int:
+    if module == API:
+        return LAYERS.index("api")
     if module in BASE:
         return 0
     parts = module.split(".")
@@ -35,16 +39,36 @@ def layer_of(module: str) -> int:
     return LAYERS.index(parts[1])
 
 
-def _imports(path: Path) -> list[tuple[int, str]]:
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """Nodes under ``if TYPE_CHECKING:``: annotations only, never imported at run time."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            skip |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return skip
+
+
+def _is_module(name: str) -> bool:
+    rel = Path(*name.split(".")[1:])
+    return (PACKAGE / rel).with_suffix(".py").is_file() or (PACKAGE / rel / "__init__.py").is_file()
+
+
+def _imports(path: Path, *, runtime_only: bool = False) -> list[tuple[int, str]]:
+    """The mlptl modules ``path`` imports (``from pkg import submodule`` names the submodule); with
+    ``runtime_only``, without the imports made for type checkers only."""
     tree = ast.parse(path.read_text(), str(path))
+    skip = _type_checking_nodes(tree) if runtime_only else set()
     out = []
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names if a.name.startswith("mlptl")]
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlptl") and node.level == 0:
-            if node.module == "mlptl":  # `from mlptl import tracking as T` imports the submodule
-                out += [(node.lineno, f"mlptl.{a.name}") for a in node.names]
-            else:
+            subs = [f"{node.module}.{a.name}" for a in node.names if _is_module(f"{node.module}.{a.name}")]
+            if subs:  # `from mlptl import tracking as T` imports the submodule
+                out += [(node.lineno, m) for m in subs]
+            if len(subs) < len(node.names):
                 out.append((node.lineno, node.module))
     return out
 
@@ -74,6 +98,66 @@ def test_the_check_catches_a_wrong_import(tmp_path):
     f = tmp_path / "x.py"
     f.write_text("def f():\n    from mlptl.study.runner import run_study\n")
     assert _imports(f) == [(2, "mlptl.study.runner")]
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph`` (module -> modules it imports), one per strongly connected set."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's algorithm; the graph has a few dozen nodes
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1 or v in graph.get(v, ()):
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Run-time imports between mlptl's modules (lazy ones included), without a module's own package."""
+    graph: dict[str, set[str]] = {}
+    for path in MODULES:
+        me = _module_name(path)
+        graph[me] = {t for _, t in _imports(path, runtime_only=True) if t != me and _is_module(t)}
+    return graph
+
+
+def test_no_import_cycles():
+    """Within a layer too: a cycle makes the modules one piece that can only be read and changed together."""
+    cycles = _cycles(import_graph())
+    assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_catches_a_cycle(tmp_path):
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+    f = tmp_path / "x.py"
+    f.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from mlptl.study.spec import Study\n"
+                 "def f():\n    from mlptl.study import validate\n")
+    assert _imports(f, runtime_only=True) == [(5, "mlptl.study.validate")]
+    assert _imports(f) == [(3, "mlptl.study.spec"), (5, "mlptl.study.validate")]
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE.parent)))

@@ -80,7 +80,7 @@ def test_time_limit_sigterm_stops_requeues_and_the_requeued_job_resumes(tmp_path
     study.write_text(
         STUDY_SOURCE.format(name="slurm", search="SearchSpace(lr=(3e-3, 1e-2), freeze_depth=(0,))", trials=2, epochs=6,
                             storage=str(tmp_path / "unused"))
-        + "\nif __name__ == '__main__':\n    from mlptl.cli.run import main\n    raise SystemExit(main(STUDY))\n"
+        + "\nif __name__ == '__main__':\n    from mlptl import main\n    raise SystemExit(main(STUDY))\n"
     )
     store = tmp_path / "store"
     record = node_tmp / "ray" / "ray_current_cluster"

@@ -154,7 +154,7 @@ def test_slurm_dry_run_prints_the_commands_for_each_node(tmp_path):
     text = "\n".join(lines)
     # one MLflow server on the head, its stores on the shared filesystem
     (mlflow,) = [line for line in lines if "mlflow server" in line]
-    assert "--host 0.0.0.0 --port 5000" in mlflow
+    assert "--host 10.1.2.3 --port 5000" in mlflow  # the cluster address, not every interface
     assert "--backend-store-uri sqlite:////shared/mlptl-store/mlflow-server/mlflow.db" in mlflow
     assert "--artifacts-destination /shared/mlptl-store/mlflow-server/artifacts" in mlflow
     # the Ray head on the first node, a worker on each other node, through srun, with the allocation's resources
@@ -218,6 +218,20 @@ def test_pbs_dry_run_prints_the_commands_for_each_node(tmp_path):
         "studies/quickstart.py --storage /shared/store --tracking-uri http://10.0.0.1:5000 --smoke" in x
         for x in lines
     )
+    (mlflow,) = [line for line in lines if "mlflow server" in line]
+    assert "--host 10.0.0.1 --port 5000" in mlflow
+
+
+@pytest.mark.parametrize("name", YAMLS)
+def test_cluster_yaml_servers_bind_no_more_than_they_must(name):
+    """Ray's dashboard (its job API runs code) only on the head's loopback; MLflow on all interfaces only
+    where the config says why (workers and `ray attach -p 5000` both reach it), never silently."""
+    import re
+
+    text = (CLUSTERS / name).read_text()
+    assert re.findall(r"--dashboard-host[= ](\S+)", text) in ([], ["127.0.0.1"])
+    if "mlflow server --host 0.0.0.0" in text:
+        assert "MLflow listens on all interfaces" in text and "docs/security.md" in text
 
 
 # ================================================================ fractional GPUs (logical Ray resources)
@@ -584,7 +598,7 @@ def cluster(tmp_path_factory):
 
 STUDY = """
 from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
-from mlptl.cli.run import main
+from mlptl import main
 
 STUDY = Study(
     name={name!r},
@@ -797,7 +811,7 @@ def _metric_steps(uri: str, experiment: str, key: str) -> list[int]:
 
 # ================================================================ a study's own reference on every worker
 OWN_REFERENCE_STUDY = """
-from mlptl.cli.run import main
+from mlptl import main
 from mlptl.data.generate import preset
 from mlptl.data.references import SW_GE_DING_ANDERSEN, Reference, register_reference, stillinger_weber
 from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study

@@ -198,9 +198,12 @@ def test_hcp_and_bcc_run(tmp_path):
 
 def test_evaluate_model_by_reference_name(tmp_path):
     """The study's final evaluation, with a reference name standing in for the model (no nequip needed)."""
-    evaluation = {"stability_temperatures": (300.0,), "stability_steps": 30, "reference_steps": 20,
-                  "properties": True, "property_md_steps": 0}
-    metrics = evaluate_model("emt-test", "Cu", {**evaluation, "cache_dir": str(tmp_path / "rdf")}, tmp_path / "ev",
+    from mlptl.evaluate.properties import PropertyConfig
+    from mlptl.evaluate.stability_config import StabilityConfig
+
+    evaluation = {"stability": StabilityConfig(temperatures=(300.0,), replicas=1, steps=30, reference_steps=20),
+                  "properties": PropertyConfig(md_steps=0)}
+    metrics = evaluate_model("emt-test", "Cu", tmp_path / "ev", **evaluation, cache_dir=str(tmp_path / "rdf"),
                              reference="emt-test")
     assert metrics["stability_stable_fraction.T300"] == 1.0
     assert metrics["prop_a0"] == pytest.approx(3.59, rel=0.01)
@@ -209,6 +212,6 @@ def test_evaluate_model_by_reference_name(tmp_path):
                                                              "evaluation.json"}
     assert json.loads((tmp_path / "ev" / "stability.json").read_text())["reference"] == "emt-test"
     # no reference and no crystal: nothing can run, and the notes say so
-    assert evaluate_model("emt-test", "Cu", evaluation, tmp_path / "none", reference=None) == {}
+    assert evaluate_model("emt-test", "Cu", tmp_path / "none", **evaluation, reference=None) == {}
     notes = json.loads((tmp_path / "none" / "evaluation.json").read_text())["notes"]
     assert notes and "no reference potential" in notes[0]

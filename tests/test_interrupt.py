@@ -25,7 +25,7 @@ def _study_file(tmp_path: Path) -> Path:
         storage=str(tmp_path / "store"),
     ).replace("seeds=(0,)", "seeds=(0, 1)").replace("stability_temperatures=(300.0,)", "stability_temperatures=()")
     f = tmp_path / "intr.py"
-    f.write_text(src + "\nif __name__ == '__main__':\n    from mlptl.cli.run import main\n    raise SystemExit(main(STUDY))\n")
+    f.write_text(src + "\nif __name__ == '__main__':\n    from mlptl import main\n    raise SystemExit(main(STUDY))\n")
     return f
 
 

@@ -23,14 +23,14 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(
     "change, field",
     [
-        (dict(target_element="Qq"), "target_element"),
-        (dict(search=SearchSpace(freeze_depth=(0, 7))), "search.freeze_depth"),
-        (dict(train_sizes=(4, 500)), "train_sizes"),
-        (dict(target_data=DataSource(path="/nonexistent/ge.extxyz")), "target_data.path"),
-        (dict(pruner=PrunerSpec(kind="oracle")), "pruner.kind"),
-        (dict(inits=("scratch", "finetune")), "inits"),
-        (dict(search=SearchSpace(lr=(1e-2, 1e-3))), "search.lr"),
-        (dict(pretraining=Pretraining(pretrained="/nonexistent/si.nequip.zip")), "pretraining.pretrained"),
+        (lambda: dict(target_element="Qq"), "target_element"),
+        (lambda: dict(search=SearchSpace(freeze_depth=(0, 7))), "search.freeze_depth"),
+        (lambda: dict(train_sizes=(4, 500)), "train_sizes"),
+        (lambda: dict(target_data=DataSource(path="/nonexistent/ge.extxyz")), "target_data.path"),
+        (lambda: dict(pruner=PrunerSpec(kind="oracle")), "pruner.kind"),
+        (lambda: dict(inits=("scratch", "finetune")), "inits"),
+        (lambda: dict(search=SearchSpace(lr=(1e-2, 1e-3))), "search.lr"),
+        (lambda: dict(pretraining=Pretraining(pretrained="/nonexistent/si.nequip.zip")), "pretraining.pretrained"),
     ],
 )
 def test_invalid_study_is_rejected_before_ray_starts(tmp_path, change, field):
@@ -38,9 +38,8 @@ def test_invalid_study_is_rejected_before_ray_starts(tmp_path, change, field):
 
     from mlptl.study.runner import run_study
 
-    study = replace(tiny_study(tmp_path), **change)
     with pytest.raises(InputError, match=f"study field {field}"):
-        run_study(study)
+        run_study(replace(tiny_study(tmp_path), **change()))
     assert not ray.is_initialized()
     assert not (tmp_path / "store").exists()
 
@@ -268,16 +267,16 @@ def _fit_trial(tmp_path, uri: str, exp: str, study: str, data: str):
     """Trial KEY (3 epochs of the tiny model) run by a real Ray Tune, as a study or its resume asks it."""
     from ray import tune
 
-    from mlptl.study.job import TrialJob, TrialParams
+    from mlptl.study.job import TrialJob
     from mlptl.study.trial import run_trial
     from mlptl.study.tune import init_ray
+    from mlptl.train import TrainSpec
 
     job = TrialJob(
-        study=study, trial_key=KEY, cell="scratch-n4", phase="search", source_element="Si",
-        element="Ge", init="scratch", train_size=4, params=TrialParams(lr=1e-3), seed=0, replicate=0,
-        subset_seed=0, run_dir=str(tmp_path / "run"), data=data, test_data=None,
-        pretrained=None, max_epochs=3, val_size=2, test_size=2, split_seed=0, model="tiny", tracking_uri=uri,
-        experiment_id=exp, parent_run_id="none",
+        study=study, trial_key=KEY, cell="scratch-n4", phase="search", replicate=0,
+        train=TrainSpec(element="Ge", data=data, out=str(tmp_path / "run"), init="scratch", train_size=4, lr=1e-3,
+                        seed=0, subset_seed=0, max_epochs=3, val_size=2, test_size=2, split_seed=0, model="tiny"),
+        tracking_uri=uri, experiment_id=exp, parent_run_id="none",
     )
     init_ray()  # as a study does (a stale `ray start` record on the machine must not make ray.init wait)
     results = tune.Tuner(

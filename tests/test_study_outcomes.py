@@ -15,7 +15,7 @@ SOURCE = """
 from mlptl.data.generate import preset
 from mlptl.model.spec import ModelSpec
 from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
-from mlptl.cli.run import main
+from mlptl import main
 
 STUDY = Study(
     name={name!r},

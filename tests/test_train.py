@@ -146,9 +146,8 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, ge_data, si_
     ],
 )
 def test_bad_training_input_is_rejected_before_anything_is_written(tmp_path, ge_data, si_model, changes, message):
-    spec = _spec(tmp_path, ge_data, si_model, **changes)
     with pytest.raises(InputError, match=message):
-        train(spec)
+        train(_spec(tmp_path, ge_data, si_model, **changes))
     assert not (tmp_path / "ge").exists()
 
 

@@ -147,3 +147,10 @@ def test_ui_stops_its_whole_tree(tmp_path, how):
         _kill_all(token)
         if proc.poll() is None:
             proc.kill()
+
+
+def test_ui_binds_loopback_unless_told_otherwise():
+    from mlptl.cli import build_parser
+
+    assert build_parser().parse_args(["ui"]).host == "127.0.0.1"
+    assert build_parser().parse_args(["ui", "--host", "10.0.0.5"]).host == "10.0.0.5"

@@ -182,8 +182,8 @@ def _properties_cmd(args: argparse.Namespace) -> int:
     if args.json:
         print_json(d)
         return 0
-    units = {"a0": "A", "ecoh": "eV/atom", "e_per_atom": "eV/atom", "B": "GPa", "C11": "GPa", "C12": "GPa", "C44": "GPa",
-             "C44_unrelaxed": "GPa", "volume": "A^3/atom"}
+    from mlptl.metrics import UNITS as units
+
     print(f"{args.model} vs {args.reference} ({args.element})")
     print(f"{'property':<14} {'model':>10} {args.reference:>10} {'rel.err':>9} {'literature':>11}  unit")
     for k in SCALAR_PROPERTIES:
@@ -224,8 +224,14 @@ def _cmd_evaluate_forces(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     # `mlptl evaluate <what> MODEL --element EL`: one leaf per evaluation, each with func=. To add an
-    # evaluation, add a parser to `ev_sub` and reuse `add_model_args` / `model_factory`. Handlers import
-    # lazily: `mlptl --help` should not pay for importing ase and matscipy.
+    # evaluation, add a parser to `ev_sub` and reuse `add_model_args` / `model_factory`. Defaults and
+    # choices are read from the protocols' dataclasses and tables, never restated here.
+    from mlptl.evaluate.md import THERMOSTATS
+    from mlptl.evaluate.monitor import CRITERIA
+    from mlptl.evaluate.properties import PropertyConfig
+    from mlptl.evaluate.stability_config import StabilityConfig
+
+    sd, pd = StabilityConfig(), PropertyConfig()
     ev = sub.add_parser("evaluate", help="evaluate a potential: MD stability, crystal properties")
     ev_sub = ev.add_subparsers(dest="evaluate_command", required=True)
 
@@ -237,18 +243,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "Defaults and their reasons: docs/evaluation.md.",
     )
     _add_model_args(s)
-    s.add_argument("--temperatures", default=None, help="comma-separated K (default 300,900,1500)")
-    s.add_argument("--replicas", type=int, default=None, help="runs per temperature (default 3)")
-    s.add_argument("--steps", type=int, default=None, help="MD steps per run (default 10000)")
-    s.add_argument("--timestep", type=float, default=None, help="fs (default 1)")
-    s.add_argument("--supercell", type=int, default=None, help="repeats of the conventional cell (default: the fewest giving >= 64 atoms)")
-    s.add_argument("--thermostat", choices=["langevin", "nose-hoover"], default=None)
-    s.add_argument("--friction", type=float, default=None, help="1/fs (default 0.01)")
-    s.add_argument("--check-every", type=int, default=None, help="steps between checks (default 10)")
-    s.add_argument("--criteria", default=None, help="comma-separated subset of temperature,force,min_distance,rdf")
-    s.add_argument("--rdf-window", type=float, default=None, help="ps (default 0.5)")
-    s.add_argument("--rdf-equilibration", type=float, default=None, help="ps before RDF sampling (default 0.5)")
-    s.add_argument("--reference-steps", type=int, default=None, help="reference MD steps for its RDF (default 5000)")
+    s.add_argument("--temperatures", default=None,
+                   help=f"comma-separated K (default {','.join(f'{t:g}' for t in sd.temperatures)})")
+    s.add_argument("--replicas", type=int, default=None, help=f"runs per temperature (default {sd.replicas})")
+    s.add_argument("--steps", type=int, default=None, help=f"MD steps per run (default {sd.steps})")
+    s.add_argument("--timestep", type=float, default=None, help=f"fs (default {sd.timestep_fs:g})")
+    s.add_argument("--supercell", type=int, default=None,
+                   help=f"repeats of the conventional cell (default: the fewest giving >= {sd.min_atoms} atoms)")
+    s.add_argument("--thermostat", choices=THERMOSTATS, default=None, help=f"(default {sd.thermostat})")
+    s.add_argument("--friction", type=float, default=None, help=f"1/fs (default {sd.friction:g})")
+    s.add_argument("--check-every", type=int, default=None, help=f"steps between checks (default {sd.check_every})")
+    s.add_argument("--criteria", default=None, help=f"comma-separated subset of {','.join(CRITERIA)}")
+    s.add_argument("--rdf-window", type=float, default=None, help=f"ps (default {sd.rdf_window:g})")
+    s.add_argument("--rdf-equilibration", type=float, default=None,
+                   help=f"ps before RDF sampling (default {sd.rdf_equilibration:g})")
+    s.add_argument("--reference-steps", type=int, default=None,
+                   help=f"reference MD steps for its RDF (default {sd.reference_steps})")
     s.add_argument("--cache-dir", default=None, help="reference RDF cache (default: $MLPTL_CACHE/rdf or ~/.cache/mlptl/rdf)")
     s.set_defaults(func=_stability_cmd)
 
@@ -259,10 +269,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "registered reference potential and its literature values.",
     )
     _add_model_args(p)
-    p.add_argument("--temperature", type=float, default=None, help="K for the RDF/ADF (default 900)")
-    p.add_argument("--md-steps", type=int, default=None, help="sampled MD steps (default 2000; 0 skips RDF/ADF)")
-    p.add_argument("--md-equilibration", type=int, default=None, help="MD steps before sampling (default 500)")
-    p.add_argument("--supercell", type=int, default=None, help="repeats of the conventional cell for the MD (default: the fewest giving >= 64 atoms)")
+    p.add_argument("--temperature", type=float, default=None, help=f"K for the RDF/ADF (default {pd.temperature:g})")
+    p.add_argument("--md-steps", type=int, default=None,
+                   help=f"sampled MD steps (default {pd.md_steps}; 0 skips RDF/ADF)")
+    p.add_argument("--md-equilibration", type=int, default=None,
+                   help=f"MD steps before sampling (default {pd.md_equilibration_steps})")
+    p.add_argument("--supercell", type=int, default=None,
+                   help=f"repeats of the conventional cell for the MD (default: the fewest giving >= {pd.md_min_atoms} atoms)")
     p.set_defaults(func=_properties_cmd)
 
     p = ev_sub.add_parser(

@@ -17,7 +17,7 @@ import time
 from mlptl import tracking as T
 from mlptl.errors import Interrupted
 from mlptl.study.runner import StudyResult, run_study
-from mlptl.study.spec import Study
+from mlptl.study.spec import StoreLayout, Study
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def run(study: Study, *, resume: bool = False) -> StudyResult:
     c = T.client(result.tracking_uri)
     try:
         with stop_on_signals():
-            out = result.storage / "reports" / study.name
+            out = StoreLayout(result.storage).report_dir(study.name)
             try:
                 result.report_dir = build_report(result.tracking_uri, study.name, out)
                 c.log_artifacts(result.parent_run_id, str(result.report_dir), "report")

@@ -7,6 +7,7 @@ import json
 import logging
 
 from mlptl.cli._common import add_store_arguments, print_json, tracking_uri
+from mlptl.fsutil import expand_path
 
 log = logging.getLogger("mlptl")
 
@@ -24,15 +25,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mlptl.report import build_report
+    from mlptl.study.spec import StoreLayout
 
-    out = Path(args.out) if args.out else Path(args.storage) / "reports" / args.study
+    out = Path(args.out) if args.out else StoreLayout(expand_path(args.storage)).report_dir(args.study)
     path = build_report(tracking_uri(args), args.study, out)
     print(path / "report.md")
     return 0
 
 
+#: The outcomes every row counts (the ``mlptl.status`` tag of trial runs), in the order they are shown.
+TRIAL_OUTCOMES = ("finished", "pruned", "failed", "interrupted")
+
+
 def study_rows(uri: str) -> list[dict]:
-    """One row per study in a store: its state, its trials by status, and what a resume would do."""
+    """One row per study in a store: its state, its trials by status (``trials``: finished, pruned, failed
+    and interrupted always, 0 included, then any other status seen, e.g. running), and what a resume
+    would do."""
     from mlptl import tracking as T
 
     c = T.client(uri)
@@ -43,7 +51,7 @@ def study_rows(uri: str) -> list[dict]:
             continue
         parent = parents[0]
         trials = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_ROLE}` = 'trial'", max_results=50000)
-        states: dict[str, int] = {}
+        states = dict.fromkeys(TRIAL_OUTCOMES, 0)  # every outcome, 0 included: scripts need not guess
         for r in trials:
             st = r.data.tags.get(T.TAG_STATUS, "?")
             states[st] = states.get(st, 0) + 1
@@ -82,7 +90,7 @@ def _cmd_studies(args: argparse.Namespace) -> int:
         print_json(rows)
         return 0
     for r in rows:
-        line = f"{r['study']:<30} {r['state']:<12} " + ", ".join(f"{k} {v}" for k, v in sorted(r["trials"].items()))
+        line = f"{r['study']:<30} {r['state']:<12} trials: " + ", ".join(f"{v} {k}" for k, v in r["trials"].items())
         if r.get("remaining"):
             line += " | to do: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in r["remaining"].items())
         print(line)

@@ -18,13 +18,13 @@ from ase.calculators.calculator import Calculator
 from mlptl import metrics as M
 from mlptl.data.frames import group_of
 from mlptl.fsutil import atomic_write_text
+from mlptl.train.spec import METRICS_FILE
 
 log = logging.getLogger(__name__)
 
-__all__ = ["force_errors", "evaluate_test_set", "METRICS_FILE"]
+__all__ = ["force_errors", "evaluate_test_set"]
 
 #: Where :func:`evaluate_test_set` records a run directory's test errors, beside the training figures.
-METRICS_FILE = "metrics.json"
 
 
 def _errors(pairs) -> dict[str, float]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +27,7 @@ from mlptl.model.calculator import load_calculator
 
 log = logging.getLogger(__name__)
 
-__all__ = ["evaluate_model", "stability_config"]
-
-
-def stability_config(evaluation: Mapping[str, Any]) -> StabilityConfig:
-    """The stability protocol of a study's evaluation settings (``asdict(EvaluationSpec)``)."""
-    return StabilityConfig(
-        temperatures=tuple(float(t) for t in evaluation.get("stability_temperatures", (300.0,))),
-        replicas=int(evaluation.get("stability_replicas", 1)),
-        steps=int(evaluation.get("stability_steps", 500)),
-        timestep_fs=float(evaluation.get("stability_timestep_fs", 1.0)),
-        reference_steps=int(evaluation.get("reference_steps", 1000)),
-    )
+__all__ = ["evaluate_model", "md_check"]
 
 
 def _t(t: float) -> str:
@@ -53,38 +41,40 @@ def _write_json(path: Path, obj: Any) -> None:
 def evaluate_model(
     model_path: str | Path,
     element: str,
-    evaluation: Mapping[str, Any],
     out_dir: str | Path,
     *,
+    stability: StabilityConfig | None,
+    properties: PropertyConfig | None,
     reference: str | None,
+    cache_dir: str | Path | None = None,
     initial: Atoms | None = None,
 ) -> dict[str, float]:
-    """Stability and properties of the packaged model at ``model_path`` for ``element``.
+    """Stability (under ``stability``'s protocol) and properties (under ``properties``') of the packaged
+    model at ``model_path`` for ``element``; None skips either.
 
     ``reference`` names ``element``'s reference potential (the starting crystal, the reference RDF, the
     properties compared with); None means there is none, and then ``initial`` (a conventional cell)
-    must be given for anything to run. What was skipped and why goes to ``out_dir/evaluation.json``.
+    must be given for anything to run. The reference RDF is cached in ``cache_dir``. What was skipped
+    and why goes to ``out_dir/evaluation.json``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, float] = {}
     notes: list[str] = []
-    cache = evaluation.get("cache_dir")
     if reference is None and initial is None:
         notes.append(f"no reference potential for {element} and no crystal given: stability and properties skipped")
         log.warning("%s", notes[-1])
         _write_json(out / "evaluation.json", {"element": element, "reference": None, "notes": notes})
         return metrics
-    if evaluation.get("stability_temperatures"):
-        cfg = stability_config(evaluation)
+    if stability is not None:
         calc = load_calculator(model_path, element)  # loaded once (seconds), reset for each MD run
 
         def factory():
             calc.reset()
             return calc
 
-        res = run_stability(factory, element, cfg, reference=reference, initial=initial, progress=False,
-                            cache_dir=cache)
+        res = run_stability(factory, element, stability, reference=reference, initial=initial, progress=False,
+                            cache_dir=cache_dir)
         for t, s in res.by_temperature().items():
             metrics[f"stability_stable_fraction.{_t(t)}"] = float(s["stable_fraction"])
             metrics[f"stability_median_ttf_ps.{_t(t)}"] = float(s["median_time_to_failure_ps"])
@@ -96,11 +86,10 @@ def evaluate_model(
         except Exception:  # a plot must never fail an evaluation
             log.exception("stability plots failed")
     props = None
-    if evaluation.get("properties"):
-        cfg = PropertyConfig(md_steps=int(evaluation.get("property_md_steps", 0)))
+    if properties is not None:
         try:
             props = compute_properties(load_calculator(model_path, element), element, reference=reference,
-                                       initial=initial, config=cfg, compare_structure=False)
+                                       initial=initial, config=properties, compare_structure=False)
         except InputError as e:  # the model's own failure (e.g. no EOS minimum): noted, the trial stands
             log.warning("properties of %s: %s", model_path, e)
             notes.append(f"properties not computed: {e}")
@@ -110,7 +99,7 @@ def evaluate_model(
                 metrics[f"prop_{k}"] = float(v)
         if reference is not None:
             ref = compute_properties(get_reference(element, reference).calculator(), element, reference=reference,
-                                     initial=initial, config=cfg, compare_structure=False)
+                                     initial=initial, config=properties, compare_structure=False)
             for k, d in compare_properties(props, ref).items():
                 if isinstance(d, dict) and d.get("abs_error") is not None:
                     metrics[f"prop_{k}_abs_error"] = float(d["abs_error"])

@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -39,6 +39,7 @@ from mlptl.errors import InputError
 from mlptl.evaluate.adf import adf, adf_cutoff, adf_distance
 from mlptl.evaluate.md import THERMOSTATS, make_dynamics, md_cell, nearest_neighbour_distance, starting_cell
 from mlptl.evaluate.rdf import on_grid, rdf, rdf_distance
+from mlptl.serial import to_plain
 
 __all__ = [
     "PropertyConfig",
@@ -118,7 +119,7 @@ class PropertyConfig:
             raise InputError(f"thermostat must be one of {', '.join(THERMOSTATS)}, got {self.thermostat!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_plain(self)
 
 
 # ------------------------------------------------------------------ static properties

@@ -7,7 +7,7 @@ compare against) is computed under the same protocol, and both modules need it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from ase import Atoms
@@ -16,6 +16,7 @@ from mlptl.errors import InputError
 from mlptl.evaluate.md import THERMOSTATS, md_cell, starting_cell
 from mlptl.evaluate.monitor import CRITERIA, Limits
 from mlptl.evaluate.rdf import RDFGrid
+from mlptl.serial import from_plain, to_plain
 
 __all__ = ["StabilityConfig", "stability_cell"]
 
@@ -117,15 +118,11 @@ class StabilityConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> StabilityConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise InputError(f"unknown stability config fields {sorted(unknown)}")
-        return cls(**d)
+        return from_plain(cls, d, "stability config")
 
 
 def stability_cell(element: str, reference: str | None, config: StabilityConfig,

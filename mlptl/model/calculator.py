@@ -28,11 +28,8 @@ MODEL_SUFFIXES = (".nequip.zip", ".nequip.pt2")
 def nequip_calculator(path: str | Path, device: str | None = None) -> Calculator:
     """nequip's ASE calculator for a package (``.nequip.zip``, eager) or a compiled model (``.nequip.pt2``).
 
-    A package runs eager, not AOTInductor-compiled, because a study evaluates many models briefly:
-    compiling costs 60-70 s per model on an idle core, and bench/md_speed.py measured the compiled tiny
-    model at 0.4-0.5x the eager cost per step (1 thread), so compiling pays off only after ~3,500 steps of
-    64-atom MD, more than a per-trial stability check runs. (An earlier note measured the opposite
-    ranking; the conditions differ.) For long production MD, ``mlptl.model.export.export_model(PKG,
+    A package runs eager, not AOTInductor-compiled: a study evaluates many models briefly, and compiling
+    pays only for long MD (docs/decisions.md). For long production MD, ``mlptl.model.export.export_model(PKG,
     OUT.nequip.pt2, "ase")`` compiles once and this function loads the result.
     """
     path = Path(path)

@@ -14,8 +14,7 @@ pair_allegro cannot be installed from PyPI.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 from mlptl.errors import InputError
 from mlptl.fsutil import atomic_copy
 from mlptl.model import _nequip
+from mlptl.model.compiler import MISSING_CXX, cxx_compiler
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,17 @@ def default_export_path(model_path: str | Path, fmt: str) -> Path:
     return p.with_name({"lammps": f"{stem}.lammps.nequip.pt2", "ase": f"{stem}.ase.nequip.pt2"}.get(fmt, f"{stem}.nequip.pth"))
 
 
-def _cxx_compiler() -> str | None:
-    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+def _check_package(path: Path) -> None:
+    """A package is a zip archive (torch.package): refuse one that is not, or whose members fail their CRC."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise InputError(f"not a readable nequip package ({e}); it is damaged or not a model: export the "
+                         "*.nequip.zip that mlptl train wrote, or train again", path=path) from None
+    if bad is not None:
+        raise InputError(f"the package is damaged (member {bad} fails its checksum): export an intact copy "
+                         "or train again", path=path)
 
 
 def _check(model_path: Path, out: Path, fmt: str) -> None:
@@ -62,10 +71,9 @@ def _check(model_path: Path, out: Path, fmt: str) -> None:
         raise InputError(f"a {fmt} export must be named *{' or *'.join(suffixes)}", path=out)
     if out.resolve() == model_path.resolve():
         raise InputError("the export would overwrite the package itself", path=out)
-    if out.name.endswith(".nequip.pt2") and _cxx_compiler() is None:
-        raise InputError(
-            "AOTInductor compiles a shared library and needs a C++ compiler (g++ or clang++, or set CXX); none found"
-        )
+    _check_package(model_path)
+    if out.name.endswith(".nequip.pt2") and cxx_compiler() is None:
+        raise InputError(f"AOTInductor compiles a shared library and found no C++ compiler: {MISSING_CXX}")
     if fmt == "torchscript" and not _nequip.torchscript_supported():
         import torch
 

@@ -8,10 +8,11 @@ the other, so nequip's config keys never leak into study definitions.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mlptl.errors import InputError
+from mlptl.serial import from_plain, to_plain
 
 __all__ = ["ModelSpec", "MODEL_PRESETS", "model_preset", "allegro_model_config", "max_freeze_depth"]
 
@@ -39,25 +40,19 @@ class ModelSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for JSON, MLflow params and Ray configs; :meth:`from_dict` reads it back."""
-        return asdict(self)
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelSpec:
         """The inverse of :meth:`to_dict`; an unknown key is an error (a typo would otherwise be ignored)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(
-                f"unknown model field(s) {', '.join(map(repr, unknown))}; ModelSpec has {', '.join(sorted(known))}"
-            )
-        return cls(**d)
+        return from_plain(cls, d, "model")
 
     def with_(self, **changes) -> ModelSpec:
         return replace(self, **changes)
 
 
-# Why these sizes: "tiny" trains an epoch of 80 64-atom frames in ~2 s on 2 CPU cores (measured facts,
-# scalar/tensor 16/8, l_max 1), enough for tests and the quick start; "small" is the CPU benchmark size.
+# Why these sizes: "tiny" is fast enough for tests and the quick start (docs/decisions.md); "small" is the
+# CPU benchmark size.
 # "paper" is a GPU-scale Allegro model (l_max 2, wider MLPs). Röcken & Zavadlav trained DimeNet++, not
 # Allegro, so no preset reproduces their architecture: "paper" is only sized to be of comparable capacity,
 # so that studies at that size ask the paper's question with a different (strictly local) model.

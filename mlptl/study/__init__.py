@@ -1,4 +1,9 @@
-"""Studies: definitions (dataclasses), per-cell Optuna search and pruning under Ray Tune, the runner."""
+"""Studies: definitions (dataclasses), per-cell Optuna search and pruning under Ray Tune, the runner.
+
+A study file builds a :class:`Study` from these dataclasses and runs it with ``mlptl.main(STUDY)``;
+:func:`run_study` (the phases, without the report) and :func:`load_study` are here for programs that
+drive studies themselves.
+"""
 
 from mlptl.study.spec import (
     Cell,
@@ -9,6 +14,7 @@ from mlptl.study.spec import (
     Resources,
     SearchSpace,
     SearchStability,
+    StoreLayout,
     Study,
     WarmStart,
 )
@@ -22,6 +28,21 @@ __all__ = [
     "Resources",
     "SearchSpace",
     "SearchStability",
+    "StoreLayout",
     "Study",
     "WarmStart",
+    "run_study",
+    "load_study",
+    "apply_overrides",
 ]
+
+_LAZY = {"run_study": "mlptl.study.runner", "load_study": "mlptl.study.load", "apply_overrides": "mlptl.study.load"}
+
+
+def __getattr__(name: str):
+    # The runner imports Ray and MLflow: a study file that only defines a study does not pay for them.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

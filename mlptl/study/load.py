@@ -1,7 +1,7 @@
 """Loading study definitions from ``studies/*.py`` and applying command-line overrides.
 
 A study file defines ``STUDY`` (a :class:`~mlptl.study.spec.Study`) and ends with
-``if __name__ == "__main__": raise SystemExit(main(STUDY))`` (``from mlptl.cli.run import main``), so the
+``if __name__ == "__main__": raise SystemExit(main(STUDY))`` (``from mlptl import main``), so the
 same file runs as ``mlptl run studies/x.py`` and as ``python studies/x.py`` (what ``ray submit`` executes);
 both paths share the overrides defined here.
 """
@@ -15,6 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from mlptl.errors import InputError
+from mlptl.study.pruners import PRUNERS
+from mlptl.study.samplers import SAMPLERS
 from mlptl.study.spec import Study
 
 log = logging.getLogger(__name__)
@@ -45,14 +47,15 @@ def add_override_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials-per-cell", type=int, help="search trials per (init, training size) cell")
     p.add_argument("--seeds", help="comma-separated seeds for re-training each cell's best, e.g. 0,1,2")
     p.add_argument("--train-sizes", help="comma-separated target training sizes, e.g. 10,50")
-    p.add_argument("--pruner", help="none, median, percentile, successive_halving, hyperband, patient, wilcoxon")
+    p.add_argument("--pruner", choices=PRUNERS, metavar="PRUNER", help=f"the Optuna pruner: {', '.join(PRUNERS)}")
+    p.add_argument("--sampler", choices=SAMPLERS, metavar="SAMPLER", help=f"the Optuna sampler: {', '.join(SAMPLERS)}")
     p.add_argument("--name", help="study name (the MLflow experiment)")
     p.add_argument("--storage", help="directory for the study's store (MLflow, Optuna, Ray, runs)")
     p.add_argument("--tracking-uri", help="an MLflow tracking URI (default: sqlite in the storage dir)")
     p.add_argument("--cpus-per-trial", type=float)
     p.add_argument("--gpus-per-trial", type=float)
     p.add_argument("--compile", action="store_true", default=None,
-                   help="train through torch.compile (Study.compile): pays from ~20 epochs per trial")
+                   help="train through torch.compile (Study.compile; when it pays: docs/decisions.md)")
 
 
 def _ints(text: str | None) -> tuple[int, ...] | None:
@@ -83,6 +86,7 @@ def apply_overrides(study: Study, args: argparse.Namespace) -> Study:
         tracking_uri=args.tracking_uri,
         resources=res,
         pruner=pruner,
+        sampler=args.sampler,
         compile=args.compile,
     )
 

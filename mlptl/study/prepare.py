@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlptl.study.spec import DataSource, Study
+from mlptl.fsutil import expand_path
+from mlptl.study.spec import DataSource, StoreLayout, Study
+from mlptl.train.spec import METRICS_FILE, MODEL_FILE, TrainSpec
 
 log = logging.getLogger(__name__)
 
@@ -29,56 +30,35 @@ def resolve_data(source: DataSource, cache_dir: Path) -> Path:
     return source.resolved_path()
 
 
-def pretrain_key(study: Study, source: str, data_hash: str) -> str:
-    """The cache key of a pretrained model: everything that determines its weights."""
-    p = study.pretraining_for(source)
-    spec = {
-        "element": source,
-        "data": data_hash,
-        "model": p.model if isinstance(p.model, str) else asdict(p.model),
-        "epochs": p.max_epochs,
-        "lr": p.lr,
-        "train_size": p.train_size,
-        "val": p.val_size,
-        "test": p.test_size,
-        "batch": p.batch_size,
-        "seed": p.seed,
-        "format": 1,
-    }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+#: Paths and switches that do not change a model's weights: left out of the cache key.
+_NOT_IN_KEY = ("data", "out", "test_data", "compile")
+
+
+def pretrain_key(spec: TrainSpec, data_hash: str) -> str:
+    """The cache key of a pretrained model: everything of its training run that determines its weights."""
+    key = {k: v for k, v in spec.to_dict().items() if k not in _NOT_IN_KEY}
+    return hashlib.sha256(json.dumps({**key, "data": data_hash, "format": 2}, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def pretrain(study: Study, storage: Path, source: str) -> tuple[Path, dict[str, Any]]:
     """The model of one source element: given, or trained once per spec and cached in the storage dir."""
     p = study.pretraining_for(source)
     if p.pretrained:
-        return Path(os.path.expandvars(os.path.expanduser(p.pretrained))).resolve(), {"pretrained": "given"}
+        return expand_path(p.pretrained).resolve(), {"pretrained": "given"}
     from mlptl.data.readers import data_hash
-    from mlptl.train import TrainSpec, train
+    from mlptl.train import train
 
-    data = resolve_data(p.data, storage / "data")
-    key = pretrain_key(study, source, data_hash(data))
-    out = storage / "pretrained" / f"{source}-{key}"
-    model = out / "model.nequip.zip"
-    if model.is_file() and (out / "metrics.json").is_file():
+    stores = StoreLayout(storage)
+    data = resolve_data(p.data, stores.data)
+    spec = p.train_spec(source, data, stores.pretrained, compile=study.compile)
+    key = pretrain_key(spec, data_hash(data))
+    out = stores.pretrained / f"{source}-{key}"
+    spec = replace(spec, out=str(out))
+    model = out / MODEL_FILE
+    if model.is_file() and (out / METRICS_FILE).is_file():
         log.info("pretrained %s model found in cache: %s", source, model)
-        return model, json.loads((out / "metrics.json").read_text())
+        return model, json.loads((out / METRICS_FILE).read_text())
     log.info("pretraining the %s model (%d epochs) into %s", source, p.max_epochs, out)
-    spec = TrainSpec(
-        element=source,
-        data=str(data),
-        out=str(out),
-        test_data=str(p.data.resolved_test_path()) if p.data.test_path else None,
-        lr=p.lr,
-        max_epochs=p.max_epochs,
-        train_size=p.train_size,
-        val_size=p.val_size,
-        test_size=p.test_size,
-        batch_size=p.batch_size,
-        seed=p.seed,
-        model=p.model,
-        compile=study.compile,  # not in the cache key: compiled and eager training give the same weights
-    )
     from mlptl.evaluate.forces import evaluate_test_set
 
     result = train(spec)

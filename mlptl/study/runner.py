@@ -17,14 +17,16 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlptl import tracking as T
 from mlptl.errors import InputError, Interrupted, StudyFailed
-from mlptl.study.job import TrialJob, TrialParams
-from mlptl.study.spec import Cell, Study
+from mlptl.study.job import Evaluation, TrialJob
+from mlptl.study.spec import Cell, StoreLayout, Study
+from mlptl.study.stores import check_stores
+from mlptl.study.trial import RESULT_REASON
 
 log = logging.getLogger(__name__)
 
@@ -66,55 +68,34 @@ class _Run:
     target_test: Path | None = None
     pretrained: dict[str, Path] = field(default_factory=dict)  # per source element
     references: tuple = ()  # references the study file registered: shipped to every worker
+    evaluation: Evaluation | None = None  # the final phase's, built once from the study's EvaluationSpec
+
+    def __post_init__(self) -> None:
+        ev = self.study.evaluation
+        self.evaluation = Evaluation(ev.stability(), ev.property_config())
+
+    @property
+    def stores(self) -> StoreLayout:
+        return StoreLayout(self.storage)
 
     def trial_dir(self, cell: Cell, key: str) -> Path:
-        # The study's name in the path: one store holds many studies, and cell ids repeat across them.
-        return self.storage / "trials" / self.study.name / cell.id / key
+        return self.stores.trial_dir(self.study.name, cell.id, key)
 
     def job(
         self, cell: Cell, key: str, params: dict[str, Any], *, phase: str, replicate: int = 0,
         reuse_run_dir: str | None = None, warm_start_from: str | None = None,
     ) -> TrialJob:
+        """One trial of ``cell``: the study's training run with Optuna's ``params`` for ``replicate``."""
         s = self.study
-        final = phase == "final"
-        source = cell.source or s.sources[0]
-        pretrained = self.pretrained.get(source) if cell.init == "transfer" else None
+        train = s.train_spec(cell, params, replicate, data=self.target_data, test_data=self.target_test,
+                             pretrained=self.pretrained.get(cell.source or s.sources[0]), out=self.trial_dir(cell, key))
         return TrialJob(
-            study=s.name,
-            trial_key=key,
-            cell=cell.id,
-            phase=phase,
-            source_element=source,
-            element=s.target_element,
-            init=cell.init,
-            train_size=cell.train_size,
-            params=TrialParams.from_optuna(params, cell.init),
-            seed=s.seeds[replicate],
-            replicate=replicate,
-            subset_seed=s.subset_seed(replicate),
-            run_dir=str(self.trial_dir(cell, key)),
-            data=str(self.target_data),
-            test_data=str(self.target_test) if self.target_test else None,
-            pretrained=str(pretrained) if pretrained else None,
-            max_epochs=s.max_epochs,
-            val_size=s.val_size,
-            test_size=s.test_size,
-            split_seed=s.split_seed,
-            model=s.model if s.model is not None else s.pretraining_for(source).model,
-            train_groups=s.train_groups,
-            test_groups=s.test_groups,
-            tracking_uri=self.uri,
-            experiment_id=self.exp_id,
-            parent_run_id=self.parent_id,
-            cpus=s.resources.cpus_per_trial,
-            reference=s.reference_for_target(),
-            evaluation={**asdict(s.evaluation), "cache_dir": str(self.storage / "cache")} if final else None,
-            reuse_run_dir=reuse_run_dir,
-            warm_start_from=warm_start_from,
-            references=self.references,
-            compile=s.compile,
-            search_md=({**s.search_md(), "cache_dir": str(self.storage / "cache")}
-                       if phase == "search" and s.search_stability else None),
+            study=s.name, trial_key=key, cell=cell.id, phase=phase, replicate=replicate, train=train,
+            tracking_uri=self.uri, experiment_id=self.exp_id, parent_run_id=self.parent_id,
+            cpus=s.resources.cpus_per_trial, cache_dir=str(self.stores.cache), reference=s.reference_for_target(),
+            evaluation=self.evaluation if phase == "final" else None,
+            search_md=s.search_md() if phase == "search" else None,
+            reuse_run_dir=reuse_run_dir, warm_start_from=warm_start_from, references=self.references,
         )
 
 
@@ -123,6 +104,7 @@ def run_study(study: Study, *, resume: bool = False, resume_command: str | None 
     from mlptl.study.signals import interrupted, stop_on_signals
 
     study.validate()
+    check_stores(study.storage_dir(), study.tracking_uri, resume=resume)
     with stop_on_signals():
         run = _open(study, resume)
         try:
@@ -167,7 +149,7 @@ def _open(study: Study, resume: bool) -> _Run:
     uri = T.resolve_tracking_uri(storage, study.tracking_uri)
     c = T.client(uri)
     # A tracking server stores artifacts itself (--artifacts-destination); a local store keeps them here.
-    exp_id = T.ensure_experiment(c, study.name, None if uri.startswith(("http://", "https://")) else storage / "artifacts")
+    exp_id = T.ensure_experiment(c, study.name, None if uri.startswith(("http://", "https://")) else storage / T.ARTIFACTS_DIR)
     parent = T.find_run(c, exp_id, **{T.TAG_ROLE: "study"})
     if parent is not None and not resume:
         raise StudyExists(
@@ -201,7 +183,7 @@ def _prepare(run: _Run) -> None:
     s, c = run.study, run.client
     init_ray()
     cpus = s.resources.cpus_per_trial
-    target_ref = run_task(resolve_data, s.target_data, run.storage / "data", num_cpus=cpus, references=run.references)
+    target_ref = run_task(resolve_data, s.target_data, run.stores.data, num_cpus=cpus, references=run.references)
     pre_refs = {}
     if "transfer" in s.inits:
         gpus = 1 if s.resources.gpus_per_trial else 0  # else it would use its node's GPUs unaccounted
@@ -209,15 +191,14 @@ def _prepare(run: _Run) -> None:
                     for src in s.sources}
     rdf_ref = None
     reference = s.reference_for_target()
-    if s.evaluation.stability_temperatures and reference is not None:
+    cfg = s.evaluation.stability()
+    if cfg is not None and reference is not None:
         # The reference RDF (MD with the reference potential), cached, before any final trial needs it:
         # finals start during the search's tail (backfill), so it is made here, beside the data.
-        from mlptl.evaluate.full import stability_config
         from mlptl.evaluate.reference_rdf import reference_rdf
 
-        cfg = stability_config(asdict(s.evaluation))
         rdf_ref = run_task(reference_rdf, s.target_element, cfg.temperatures, cfg, reference=reference,
-                           cache_dir=str(run.storage / "cache"), num_cpus=cpus, references=run.references)
+                           cache_dir=str(run.stores.cache), num_cpus=cpus, references=run.references)
     run.target_data = get(target_ref)
     run.target_test = s.target_data.resolved_test_path()
     c.set_tag(run.parent_id, T.TAG_TARGET_DATA, str(run.target_data))
@@ -247,7 +228,7 @@ def _search(run: _Run):
     s, c = run.study, run.client
     cells = CellStudies(
         s,
-        f"sqlite:///{run.storage / 'optuna.db'}",
+        run.stores.optuna_url,
         make_job=lambda cell, key, params, **kw: run.job(cell, key, params, phase="search", **kw),
     )
 
@@ -257,7 +238,7 @@ def _search(run: _Run):
             if r is not None:
                 T.set_status(c, r.info.run_id, "pruned", pruned_epoch=lt.pruned_at)
                 c.set_tag(r.info.run_id, T.TAG_EPOCHS_RUN, str(lt.pruned_at))
-        elif outcome == "failed" and not result.get("reason"):
+        elif outcome == "failed" and not result.get(RESULT_REASON):
             r = T.find_run(c, run.exp_id, **{T.TAG_ROLE: "trial", T.TAG_TRIAL_KEY: lt.key})
             if r is not None and r.info.status != "FAILED":
                 T.set_status(c, r.info.run_id, "failed", reason="the trial raised an error (see the Ray logs)")

@@ -22,8 +22,10 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from mlptl import metrics as M
-from mlptl.study.pruning import make_pruner, report_epoch
+from mlptl.study import samplers
+from mlptl.study.pruners import make_pruner, report_epoch
 from mlptl.study.spec import Cell, Study
+from mlptl.study.trial import RESULT_STATUS
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +59,12 @@ def feasible(trial: optuna.trial.FrozenTrial) -> bool:
 
 def make_sampler(study: Study, cell_index: int) -> optuna.samplers.BaseSampler:
     """A sampler seeded per cell, so each cell's proposals are reproducible and independent."""
-    seed = study.sampler_seed * 1000 + cell_index
-    if study.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if study.sampler == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed)
-    n_startup = max(1, min(4, study.trials_per_cell // 2))
-    constraints = md_constraint if study.search_stability is not None else None
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, constraints_func=constraints)
+    return samplers.make_sampler(
+        study.sampler,
+        study.sampler_seed * 1000 + cell_index,
+        n_startup_trials=max(1, min(4, study.trials_per_cell // 2)),
+        constraints_func=md_constraint if study.search_stability is not None else None,
+    )
 
 
 def distributions(study: Study, cell: Cell) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -120,10 +120,9 @@ class CellStudies:
     def _warm_start(self) -> int:
         """Enqueue the best configurations of a finished study in every cell that has no trials yet."""
         import math
-        from pathlib import Path
 
         ws = self.study.warm_start
-        url = f"sqlite:///{Path(ws.storage).expanduser().resolve() / 'optuna.db'}"
+        url = f"sqlite:///{ws.optuna_db()}"
         names = set(optuna.get_all_study_names(url))
         n = 0
         for cid, st in self.studies.items():
@@ -217,7 +216,7 @@ class CellStudies:
         result = result or {}
         if lt.pruned_at is not None:
             outcome, state, value = "pruned", TrialState.PRUNED, None
-        elif error or result.get("mlptl_status") == "failed":
+        elif error or result.get(RESULT_STATUS) == "failed":
             outcome, state, value = "failed", TrialState.FAIL, None
         else:
             v = result.get(M.BEST_VAL_FORCES_MAE, lt.best)

@@ -1,22 +1,38 @@
 """Study definitions: what a study compares, searches, evaluates and where it runs.
 
-A study is plain data (frozen dataclasses), written in Python in ``studies/*.py``. :meth:`Study.validate`
-checks all of it (elements, files, sizes, freeze depths, search ranges) before Ray starts, and names
-the field that is wrong.
+A study is plain data (frozen dataclasses), written in Python in ``studies/*.py``. Each dataclass checks
+its own fields when it is built (an unknown pruner, a negative temperature, an empty search range), as
+Optuna's distributions do; :meth:`Study.validate` adds the checks across fields and against files and
+models (:mod:`mlptl.study.validate`) before Ray starts. Every error names the study field that is wrong.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mlptl.data.generate import GenerationSpec
-from mlptl.errors import InputError
+from mlptl.fsutil import expand_path
 from mlptl.model.spec import ModelSpec, model_preset
+from mlptl.serial import to_plain
+from mlptl.study.pruners import PRUNERS
+from mlptl.study.samplers import SAMPLERS
+from mlptl.study.sections import (
+    DataSource,
+    EvaluationSpec,
+    Pretraining,
+    PrunerSpec,
+    Resources,
+    SearchSpace,
+    SearchStability,
+    StoreLayout,
+    WarmStart,
+)
+from mlptl.study.validate import check_field as _check
+from mlptl.study.validate import field_error, validate_study
+from mlptl.train.spec import INITS, TrainSpec
 
 __all__ = [
     "DataSource",
@@ -34,149 +50,17 @@ __all__ = [
     "WarmStart",
 ]
 
-INITS = ("scratch", "transfer")
 #: Where a study keeps its stores unless it or the command line says otherwise.
 DEFAULT_STORAGE = "mlptl-store"
-PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "patient", "wilcoxon", "threshold")
-SAMPLERS = ("tpe", "random", "qmc")
+#: How each cell's model to register is chosen, on validation data only: the lowest best validation force
+#: MAE (``val``), or the same among the MD-stable replicates if any is (``val_stable``).
+SELECTIONS = ("val", "val_stable")
+
+_err = field_error
 
 
-def _err(field_name: str, message: str) -> InputError:
-    from mlptl.study.validate import field_error
-
-    return field_error(field_name, message)
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """Frames from a file (``path``, ``$VARS`` expanded) or generated from a reference (``generate``).
-
-    ``test_path`` names a separate test file (e.g. mlearn's test.json); otherwise the test set is split
-    off the data with the study's split seed, independently of the training size.
-    """
-
-    path: str | None = None
-    generate: GenerationSpec | None = None
-    test_path: str | None = None
-
-    def resolved_path(self) -> Path | None:
-        return Path(os.path.expandvars(os.path.expanduser(self.path))) if self.path else None
-
-    def resolved_test_path(self) -> Path | None:
-        return Path(os.path.expandvars(os.path.expanduser(self.test_path))) if self.test_path else None
-
-    def check(self, name: str, element: str) -> None:
-        if (self.path is None) == (self.generate is None):
-            raise _err(name, "give exactly one of path= or generate=")
-        if self.generate is not None and self.generate.element != element:
-            raise _err(name, f"generates {self.generate.element} frames but the study element is {element}")
-        for label, p in (("path", self.resolved_path()), ("test_path", self.resolved_test_path())):
-            if p is not None and not p.is_file():
-                raise _err(f"{name}.{label}", f"file not found: {p}")
-
-
-@dataclass(frozen=True)
-class Pretraining:
-    """How the source-element model is obtained: trained once per spec (cached), or given."""
-
-    data: DataSource | None = None
-    model: str | ModelSpec = "tiny"
-    max_epochs: int = 30
-    lr: float = 5e-3
-    train_size: int | None = None
-    val_size: int = 10
-    test_size: int = 10
-    batch_size: int = 4
-    seed: int = 0
-    pretrained: str | None = None
-
-    def model_spec(self) -> ModelSpec:
-        return model_preset(self.model)
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    """What Optuna searches per cell. ``lr`` is log-uniform; the rest are categorical choices.
-
-    ``freeze_depth`` applies to transfer cells only; scratch cells have nothing to freeze.
-    """
-
-    lr: tuple[float, float] = (5e-4, 2e-2)
-    freeze_depth: tuple[int, ...] = (0, 1, 2)
-    lr_schedule: tuple[str, ...] = ("plateau",)
-    batch_size: tuple[int, ...] = (4,)
-
-
-@dataclass(frozen=True)
-class PrunerSpec:
-    """An Optuna pruner, applied within each cell. ``options`` go to the pruner's constructor.
-
-    ``patient`` wraps the median pruner with ``patience`` epochs of tolerance.
-    """
-
-    kind: str = "median"
-    n_startup_trials: int = 2
-    # 0: measured in bench/pruners.py (3 sampler seeds x 2 cells x 16 trials): warm-up 0, 2 or 5 epochs gave
-    # the same best-configuration gaps (worst 4.8 %) and warm-up only cost epochs (46.9 % vs 55.2 % spent).
-    n_warmup_steps: int = 0
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SearchStability:
-    """A short MD check of every search trial that finishes, as a constraint of the search.
-
-    Unstable trials (any failure criterion trips within ``steps`` at ``temperature``, default the study's
-    highest stability temperature) can never be a cell's best: Optuna's TPE gets them as infeasible
-    (``constraints_func``), and the best trial is chosen among the stable ones (all, if none is). The cost
-    is ``steps`` MD steps per finished trial.
-    """
-
-    steps: int = 200
-    temperature: float | None = None
-
-
-@dataclass(frozen=True)
-class WarmStart:
-    """Seed a new study's cells from a finished study's best trials (Optuna ``enqueue_trial``).
-
-    ``storage``: the finished study's store directory; ``study``: its name. Each new cell takes the
-    ``top_k`` best finished configurations of the cell with the same id (or else the same init and the
-    nearest training size), kept only where they lie in the new search space.
-    """
-
-    storage: str
-    study: str
-    top_k: int = 2
-
-
-@dataclass(frozen=True)
-class EvaluationSpec:
-    """The full evaluation of each cell's re-trained best models (search trials get force errors only).
-
-    Stability runs NVT MD at each temperature (``stability_replicas`` runs of ``stability_steps``); the
-    reference RDF comes from ``reference_steps`` of MD with the element's reference potential, computed
-    once per study and cached. ``properties`` adds lattice constant, cohesive energy, bulk modulus and
-    elastic constants against the reference; ``property_md_steps`` > 0 adds RDF/ADF distances.
-    """
-
-    stability_temperatures: tuple[float, ...] = (300.0, 900.0)
-    stability_steps: int = 500
-    stability_replicas: int = 1
-    stability_timestep_fs: float = 1.0
-    reference_steps: int = 1000
-    properties: bool = True
-    property_md_steps: int = 0
-
-
-@dataclass(frozen=True)
-class Resources:
-    """Per-trial resources for Ray; fractional GPUs pack several small trials on one device."""
-
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent_trials: int | None = None
-    max_failures: int = 2
+def _positive_ints(values: tuple[int, ...], field_name: str) -> None:
+    _check(bool(values) and all(int(v) >= 1 for v in values), field_name, f"need positive values, got {values}")
 
 
 @dataclass(frozen=True)
@@ -192,9 +76,6 @@ class Cell:
     def id(self) -> str:
         prefix = f"{self.source}-" if self.source else ""
         return f"{prefix}{self.init}-n{self.train_size}"
-
-
-SELECTIONS = ("val", "val_stable")
 
 
 @dataclass(frozen=True)
@@ -219,10 +100,8 @@ class Study:
     baseline; each source is pretrained once, and the report ranks the sources by data-savings factor.
 
     ``compile``: every training of the study (pretraining, trials) through nequip's train-time
-    ``torch.compile``. On 2 CPU cores it cut the epoch to 0.34x (tiny) and 0.37x (small) of eager, but the
-    first epoch of each process compiles, 20 s with a warm Inductor cache and 95-150 s cold
-    (bench/train_compile.py): it pays from about 20 epochs per trial on a node whose cache is warm. Off by
-    default because the quick start's trials are shorter than that; the numbers are identical to 1e-8.
+    ``torch.compile``: faster epochs after a first epoch that compiles; off by default (when it pays:
+    docs/decisions.md). The numbers are the same.
     """
 
     name: str
@@ -256,6 +135,30 @@ class Study:
     storage: str = DEFAULT_STORAGE
     tracking_uri: str | None = None
     description: str = ""
+
+    def __post_init__(self) -> None:
+        from ase.data import atomic_numbers
+
+        _check(bool(self.name) and not any(c in self.name for c in "/\\:"), "name",
+               f"{self.name!r} must be non-empty and contain no '/', '\\' or ':'")
+        _check(bool(self.sources), "source_element", "name at least one source element")
+        for el in self.sources:
+            _check(el in atomic_numbers, "source_element", f"unknown element {el!r}")
+        _check(len(set(self.sources)) == len(self.sources), "source_element", f"source elements repeat: {self.sources}")
+        _check(self.target_element in atomic_numbers, "target_element", f"unknown element {self.target_element!r}")
+        _check(bool(self.inits), "inits", "no inits to compare")
+        for init in self.inits:
+            _check(init in INITS, "inits", f"{init!r} is not one of {INITS}")
+        _positive_ints(self.train_sizes, "train_sizes")
+        _check(self.trials_per_cell >= 1, "trials_per_cell", "must be at least 1")
+        _check(self.max_epochs >= 1, "max_epochs", "must be at least 1")
+        _check(bool(self.seeds), "seeds", "need at least one seed for re-training each cell's best")
+        _check(len(set(self.seeds)) == len(self.seeds), "seeds", f"replicate seeds must differ, got {self.seeds}")
+        _check(self.sampler in SAMPLERS, "sampler", f"{self.sampler!r} is not one of {', '.join(SAMPLERS)}")
+        _check(self.selection in SELECTIONS, "selection", f"{self.selection!r} is not one of {SELECTIONS}")
+        _check(self.val_size >= 1, "val_size", "must be at least 1")
+        if isinstance(self.search, dict):
+            _check(not set(self.search) - set(INITS), "search", f"keys must be inits {INITS}, got {sorted(self.search)}")
 
     # ------------------------------------------------------------ derived
     @property
@@ -292,14 +195,13 @@ class Study:
         gen = self.target_data.generate
         return gen.reference if gen is not None else None
 
-    def search_md(self) -> dict[str, float] | None:
-        """The search's MD check as plain data for the trials, or None."""
+    def search_md(self) -> SearchStability | None:
+        """The search's MD check with its temperature resolved (default: the highest stability one), or None."""
         check = self.search_stability
-        if check is None:
-            return None
+        if check is None or check.temperature is not None:
+            return check
         temps = self.evaluation.stability_temperatures
-        t = check.temperature if check.temperature is not None else (max(temps) if temps else 300.0)
-        return {"steps": int(check.steps), "temperature": float(t)}
+        return replace(check, temperature=max(temps) if temps else 300.0)
 
     def search_for(self, init: str) -> SearchSpace:
         """The search space of one init: one shared space, or a dict keyed by init."""
@@ -312,10 +214,31 @@ class Study:
         return model_preset(self.model) if self.model is not None else self.pretraining_for(self.sources[0]).model_spec()
 
     def storage_dir(self) -> Path:
-        return Path(os.path.expandvars(os.path.expanduser(self.storage))).resolve()
+        return expand_path(self.storage).resolve()
+
+    def stores(self) -> StoreLayout:
+        return StoreLayout(self.storage_dir())
+
+    def train_spec(self, cell: Cell, params: dict[str, Any], replicate: int, *, data: Path, test_data: Path | None,
+                   pretrained: Path | None, out: Path) -> TrainSpec:
+        """The training run of one trial: the study's training settings, the cell's init and size, the
+        search space's fixed values, Optuna's ``params`` (named as training fields) and the replicate's
+        data draw and weight seed."""
+        source = cell.source or self.sources[0]
+        transfer = cell.init == "transfer"
+        return TrainSpec(
+            element=self.target_element, data=str(data), out=str(out), init=cell.init,
+            pretrained=str(pretrained) if transfer else None, source_type=source if transfer else None,
+            max_epochs=self.max_epochs, train_size=cell.train_size, val_size=self.val_size, test_size=self.test_size,
+            test_data=str(test_data) if test_data else None, train_groups=self.train_groups,
+            test_groups=self.test_groups, seed=self.seeds[replicate], split_seed=self.split_seed,
+            subset_seed=self.subset_seed(replicate),
+            model=self.model if self.model is not None else self.pretraining_for(source).model,
+            compile=self.compile, **{**self.search_for(cell.init).fixed(cell.init), **params},
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        return to_plain(self)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
@@ -325,17 +248,6 @@ class Study:
 
     # ------------------------------------------------------------ validation
     def validate(self, *, check_data: bool = True) -> None:
-        """Every check that needs no training (:func:`mlptl.study.validate.validate_study`)."""
-        from mlptl.study.validate import validate_study
-
+        """The checks across fields and against files, models and stores, that need no training
+        (:func:`mlptl.study.validate.validate_study`); each field checked itself when built."""
         validate_study(self, check_data=check_data)
-
-
-def _plain(obj):
-    if is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj

@@ -1,74 +1,48 @@
-"""Checking a study before anything is launched: every field, the files, the sizes, the freeze depths.
+"""Checking a study before anything is launched: across its fields, the files, the sizes, the freeze depths.
 
-Kept apart from the dataclasses in :mod:`mlptl.study.spec` so that the definitions read as data; each
-error names the study field that is wrong and what would be right.
+Each dataclass of :mod:`mlptl.study.spec` checks its own fields when built, with :func:`field_error`;
+what needs several fields, a file, a model or this machine is checked here. Each error names the study
+field that is wrong and what would be right. This module needs the study's types for annotations only,
+so the spec may call it without an import cycle.
 """
 
 from __future__ import annotations
 
-import math
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlptl.errors import InputError
+from mlptl.fsutil import expand_path
 from mlptl.model.spec import ModelSpec, max_freeze_depth
 
 if TYPE_CHECKING:
     from mlptl.study.spec import Study
 
-__all__ = ["validate_study", "field_error"]
+__all__ = ["validate_study", "field_error", "check_field"]
 
 
 def field_error(field_name: str, message: str) -> InputError:
     return InputError(f"study field {field_name}: {message}")
 
 
+def check_field(ok: bool, field_name: str, message: str) -> None:
+    """A spec's own check of one of its fields, when it is built."""
+    if not ok:
+        raise field_error(field_name, message)
+
+
 _err = field_error
 
 
 def validate_study(s: Study, *, check_data: bool = True) -> None:
-    """Every check that needs no training. Raises InputError naming the field."""
-    from ase.data import atomic_numbers
-
-    from mlptl.study.spec import INITS, PRUNERS, SAMPLERS, SELECTIONS
-
-    if not s.name or any(c in s.name for c in "/\\:"):
-        raise _err("name", f"{s.name!r} must be non-empty and contain no '/', '\\' or ':'")
-    if not s.sources:
-        raise _err("source_element", "name at least one source element")
-    for el in s.sources:
-        if el not in atomic_numbers:
-            raise _err("source_element", f"unknown element {el!r}")
-    if len(set(s.sources)) != len(s.sources):
-        raise _err("source_element", f"source elements repeat: {s.sources}")
-    if s.target_element not in atomic_numbers:
-        raise _err("target_element", f"unknown element {s.target_element!r}")
+    """The checks across a study's fields and against files, models and this machine (each field checked
+    itself when the study was built). Raises InputError naming the field."""
     if isinstance(s.pretraining, dict) and set(s.pretraining) != set(s.sources):
         raise _err("pretraining", f"one Pretraining per source element {list(s.sources)}, got {sorted(s.pretraining)}")
-    for init in s.inits:
-        if init not in INITS:
-            raise _err("inits", f"{init!r} is not one of {INITS}")
-    if not s.inits:
-        raise _err("inits", "no inits to compare")
-    if not s.train_sizes or any(int(n) < 1 for n in s.train_sizes):
-        raise _err("train_sizes", f"need positive sizes, got {s.train_sizes}")
-    if s.trials_per_cell < 1:
-        raise _err("trials_per_cell", "must be at least 1")
-    if s.max_epochs < 1:
-        raise _err("max_epochs", "must be at least 1")
     if s.compile:
-        from mlptl.train.spec import cxx_compiler
+        from mlptl.model.compiler import MISSING_CXX, cxx_compiler
 
         if cxx_compiler() is None:
-            raise _err("compile", "torch.compile on the CPU needs a C++ compiler (g++, clang++ or $CXX) on PATH")
-    if not s.seeds:
-        raise _err("seeds", "need at least one seed for re-training each cell's best")
-    if len(set(s.seeds)) != len(s.seeds):
-        raise _err("seeds", f"replicate seeds must differ, got {s.seeds}")
-    _check_search(s, INITS)
-    if s.selection not in SELECTIONS:
-        raise _err("selection", f"{s.selection!r} is not one of {SELECTIONS}")
+            raise _err("compile", f"torch.compile on the CPU needs a C++ compiler: {MISSING_CXX}")
     if s.target_reference is not None:
         from mlptl.data.references import get_reference
 
@@ -77,19 +51,13 @@ def validate_study(s: Study, *, check_data: bool = True) -> None:
         except InputError as e:
             raise _err("target_reference", str(e)) from None
     if s.warm_start is not None:
-        db = Path(os.path.expandvars(os.path.expanduser(s.warm_start.storage))) / "optuna.db"
+        db = s.warm_start.optuna_db()
         if not db.is_file():
             raise _err("warm_start.storage", f"no Optuna store at {db}")
         import optuna
 
-        if not any(n.startswith(f"{s.warm_start.study}/") for n in optuna.get_all_study_names(f"sqlite:///{db.resolve()}")):
+        if not any(n.startswith(f"{s.warm_start.study}/") for n in optuna.get_all_study_names(f"sqlite:///{db}")):
             raise _err("warm_start.study", f"no study {s.warm_start.study!r} in {db}")
-    if s.sampler not in SAMPLERS:
-        raise _err("sampler", f"{s.sampler!r} is not one of {SAMPLERS}")
-    if s.pruner.kind not in PRUNERS:
-        raise _err("pruner.kind", f"{s.pruner.kind!r} is not one of {PRUNERS}")
-    if s.resources.cpus_per_trial <= 0 or s.resources.gpus_per_trial < 0:
-        raise _err("resources", "cpus_per_trial must be > 0 and gpus_per_trial >= 0")
     try:
         for src in s.sources:
             s.pretraining_for(src).model_spec()
@@ -111,8 +79,6 @@ def validate_study(s: Study, *, check_data: bool = True) -> None:
     s.target_data.check("target_data", s.target_element)
     if s.test_size < 1 and not s.target_data.test_path:
         raise _err("test_size", "must be at least 1 unless target_data names a test_path")
-    if s.val_size < 1:
-        raise _err("val_size", "must be at least 1")
     if check_data:
         _check_sizes(s)
     ev = s.evaluation
@@ -125,21 +91,6 @@ def validate_study(s: Study, *, check_data: bool = True) -> None:
             "potential (the starting crystal, the reference RDF); name one, e.g. target_reference='sw', or set "
             "EvaluationSpec(stability_temperatures=(), properties=False)",
         )
-
-
-def _check_search(s: Study, inits: tuple[str, ...]) -> None:
-    if isinstance(s.search, dict) and set(s.search) - set(inits):
-        raise _err("search", f"keys must be inits {inits}, got {sorted(s.search)}")
-    for init in s.inits:
-        space = s.search_for(init)
-        lo, hi = space.lr
-        if not (0 < lo <= hi and math.isfinite(hi)):
-            raise _err("search.lr", f"need 0 < low <= high, got {space.lr}")
-        for sched in space.lr_schedule:
-            if sched not in ("constant", "plateau", "cosine"):
-                raise _err("search.lr_schedule", f"unknown schedule {sched!r}")
-        if not space.batch_size or any(b < 1 for b in space.batch_size):
-            raise _err("search.batch_size", f"need positive batch sizes, got {space.batch_size}")
 
 
 def _where(s: Study, src: str) -> str:
@@ -158,7 +109,7 @@ def _source_spec(s: Study, src: str) -> ModelSpec | None:
 def _check_pretraining(s: Study, src: str) -> None:
     p, where = s.pretraining_for(src), _where(s, src)
     if p.pretrained:
-        path = Path(os.path.expandvars(os.path.expanduser(p.pretrained)))
+        path = expand_path(p.pretrained)
         if not path.is_file():
             raise _err(f"{where}.pretrained", f"file not found: {path}")
         from mlptl.model.calculator import model_type_names

@@ -11,9 +11,10 @@ first epoch), ``history`` (the per-epoch callback and history.csv), ``loop`` (th
 
 from mlptl.train.loop import package, train
 from mlptl.train.prepare import Prepared, prepare, prepare_data
+from mlptl.train.schedules import LR_SCHEDULES
 from mlptl.train.spec import (
     HISTORY_FILE,
-    LR_SCHEDULES,
+    INITS,
     METRICS_FILE,
     MODEL_FILE,
     EpochReport,
@@ -33,6 +34,7 @@ __all__ = [
     "prepare_data",
     "package",
     "LR_SCHEDULES",
+    "INITS",
     "MODEL_FILE",
     "METRICS_FILE",
     "HISTORY_FILE",

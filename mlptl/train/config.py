@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlptl.model._nequip import CHECKPOINT_MONITOR
 from mlptl.model.spec import ModelSpec, allegro_model_config
 from mlptl.model.transfer import SourceModel
+from mlptl.train.schedules import lr_scheduler_config
 from mlptl.train.spec import TrainSpec
 
-__all__ = ["data_config", "lr_scheduler_config", "training_module_config", "model_config"]
+__all__ = ["data_config", "training_module_config", "model_config"]
 
 
 def data_config(spec: TrainSpec, paths: dict[str, Path], r_max: float) -> dict[str, Any]:
@@ -40,27 +40,6 @@ def data_config(spec: TrainSpec, paths: dict[str, Path], r_max: float) -> dict[s
         "val_dataloader": {**loader, "batch_size": max(spec.batch_size, 8)},
         "test_dataloader": {**loader, "batch_size": max(spec.batch_size, 8)},
         "stats_manager": {"_target_": "nequip.data.CommonDataStatisticsManager", "type_names": [el]},
-    }
-
-
-def lr_scheduler_config(spec: TrainSpec) -> dict[str, Any] | None:
-    if spec.lr_schedule == "constant":
-        return None
-    if spec.lr_schedule == "plateau":
-        return {
-            "scheduler": {
-                "_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau",
-                "factor": 0.5,
-                "patience": 3,
-            },
-            "monitor": CHECKPOINT_MONITOR,
-            "interval": "epoch",
-            "frequency": 1,
-        }
-    return {
-        "scheduler": {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "T_max": spec.max_epochs},
-        "interval": "epoch",
-        "frequency": 1,
     }
 
 
@@ -89,7 +68,7 @@ def training_module_config(spec: TrainSpec, model_cfg: dict[str, Any]) -> dict[s
             "param_groups": {"_target_": "mlptl.model.transfer.trainable_param_groups"},
         },
     }
-    sched = lr_scheduler_config(spec)
+    sched = lr_scheduler_config(spec.lr_schedule, spec.max_epochs)
     if sched is not None:
         cfg["lr_scheduler"] = sched
     return cfg

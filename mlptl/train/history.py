@@ -16,7 +16,7 @@ from typing import Any
 
 from mlptl import metrics as M
 from mlptl.fsutil import atomic_write
-from mlptl.train.spec import HISTORY_FILE, EpochReport, TrainingDiverged
+from mlptl.train.spec import HISTORY_FILE, LAST_CHECKPOINT, EpochReport, TrainingDiverged
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +81,11 @@ def make_epoch_callback(
             train_metrics = M.from_nequip({k: float(v) for k, v in trainer.callback_metrics.items()})
             history[-1].update({k: v for k, v in train_metrics.items() if k.startswith("train_")})
             write_history(ckpt_dir.parent, history)
-            trainer.save_checkpoint(str(ckpt_dir / "last.ckpt"))
+            trainer.save_checkpoint(str(ckpt_dir / LAST_CHECKPOINT))
             if on_epoch is None:
                 return
             m = history[-1]
-            report = EpochReport(epoch=int(m[M.EPOCH]), metrics=dict(m), checkpoint=ckpt_dir / "last.ckpt")
+            report = EpochReport(epoch=int(m[M.EPOCH]), metrics=dict(m), checkpoint=ckpt_dir / LAST_CHECKPOINT)
             if on_epoch(report):
                 log.info("stop requested after epoch %d", m[M.EPOCH])
                 state["stopped"] = True

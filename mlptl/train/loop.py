@@ -15,7 +15,16 @@ from mlptl.fsutil import atomic_write_text
 from mlptl.model import _nequip
 from mlptl.train.history import load_history, make_epoch_callback, write_history
 from mlptl.train.prepare import prepare
-from mlptl.train.spec import METRICS_FILE, MODEL_FILE, EpochReport, TrainingDiverged, TrainResult, TrainSpec
+from mlptl.train.spec import (
+    CHECKPOINT_DIR,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    MODEL_FILE,
+    EpochReport,
+    TrainingDiverged,
+    TrainResult,
+    TrainSpec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +55,7 @@ def train(
 
     p = prepare(spec)
     out = p.out
-    ckpt_dir = out / "checkpoints"
+    ckpt_dir = out / CHECKPOINT_DIR
     history: list[dict[str, float]] = []
     state: dict[str, Any] = {}
     checkpoint = lightning.pytorch.callbacks.ModelCheckpoint(
@@ -73,7 +82,7 @@ def train(
     )
     _nequip.bind_trainer(p.module, trainer)
 
-    last = ckpt_dir / "last.ckpt"
+    last = ckpt_dir / LAST_CHECKPOINT
     ckpt_path = str(last) if (resume and last.exists()) else None
     if ckpt_path:
         done = _resume_point(last)

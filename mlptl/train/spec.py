@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from mlptl.errors import InputError
+from mlptl.model.compiler import MISSING_CXX, cxx_compiler
 from mlptl.model.spec import ModelSpec, model_preset
+from mlptl.serial import from_plain, to_plain
+from mlptl.train.schedules import LR_SCHEDULES
 
 __all__ = [
     "Init",
+    "INITS",
     "LR_SCHEDULES",
     "MODEL_FILE",
     "METRICS_FILE",
     "HISTORY_FILE",
+    "CHECKPOINT_DIR",
+    "LAST_CHECKPOINT",
+    "BEST_CHECKPOINT",
     "TrainingDiverged",
     "TrainSpec",
     "EpochReport",
@@ -26,10 +31,15 @@ __all__ = [
 ]
 
 Init = Literal["scratch", "transfer"]
-LR_SCHEDULES = ("constant", "plateau", "cosine")
+#: How a model's weights start: from random, or from a source model's (the study compares the two).
+INITS: tuple[str, ...] = ("scratch", "transfer")
 MODEL_FILE = "model.nequip.zip"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
+#: Lightning checkpoints of a run directory: the last epoch (resume) and the best validation (packaging).
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT = "best.ckpt"
 
 
 class TrainingDiverged(RuntimeError):
@@ -38,12 +48,6 @@ class TrainingDiverged(RuntimeError):
 
 def _tuple_or_none(x: Any) -> tuple[str, ...] | None:
     return None if x is None else tuple(str(g) for g in x)
-
-
-def cxx_compiler() -> str | None:
-    """The C++ compiler Inductor would use on the CPU ($CXX, else g++ or clang++), or None."""
-    found = (shutil.which(c) for c in (os.environ.get("CXX"), "g++", "clang++") if c)
-    return next((f for f in found if f), None)
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,12 @@ class TrainSpec:
     ``model`` is a preset name, a :class:`ModelSpec`, or a ModelSpec's ``to_dict()`` (what arrives after
     a spec travelled through JSON, Ray or ``dataclasses.asdict``); a dict becomes a ModelSpec here.
 
-    ``compile`` trains through nequip's train-time ``torch.compile`` (its ``compile_mode: compile``). Off
-    by default: on 2 CPU cores it halved the tiny and small presets' epoch time but its first epoch
-    compiled for ~2 minutes (bench/train_compile.py), so it pays only for runs of hundreds of epochs. It
-    needs a C++ compiler; the packaged model is the same eager model either way.
+    ``compile`` trains through nequip's train-time ``torch.compile`` (its ``compile_mode: compile``): faster
+    epochs after a first epoch that compiles, so off by default (when it pays: docs/decisions.md). It needs
+    a C++ compiler; the packaged model is the same eager model either way.
+
+    The spec checks its own fields when built (an unknown element, init or schedule, a non-positive rate
+    or size); :meth:`validate` adds what depends on the machine (files, a compiler).
     """
 
     element: str
@@ -97,6 +103,35 @@ class TrainSpec:
             raise InputError(f"model must be a preset name, a ModelSpec or its dict, not {type(self.model).__name__}")
         for name in ("train_groups", "test_groups"):
             object.__setattr__(self, name, _tuple_or_none(getattr(self, name)))
+        self._check_fields()
+
+    def _check_fields(self) -> None:
+        from ase.data import atomic_numbers
+
+        if self.element not in atomic_numbers:
+            raise InputError(f"unknown element {self.element!r}")
+        if self.init not in INITS:
+            raise InputError(f"init must be one of {', '.join(INITS)}, not {self.init!r}")
+        if self.init == "transfer" and not self.pretrained:
+            raise InputError("init 'transfer' needs a pretrained model (--pretrained MODEL.nequip.zip)")
+        if self.init == "scratch" and self.freeze_depth:
+            raise InputError("freeze depth applies to transfer only; scratch training has nothing to freeze")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"lr schedule {self.lr_schedule!r} unknown; choose one of {', '.join(LR_SCHEDULES)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"learning rate must be positive, not {self.lr}")
+        if self.max_epochs < 1:
+            raise InputError("max epochs must be at least 1")
+        if self.train_size is not None and self.train_size < 1:
+            raise InputError("training size must be at least 1")
+        if self.val_size < 1:
+            raise InputError("validation size must be at least 1")
+        if self.batch_size < 1:
+            raise InputError("batch size must be at least 1")
+        if self.freeze_depth < 0:
+            raise InputError("freeze depth must be >= 0")
+        if self.init == "scratch":
+            self.model_spec()  # raises on an unknown preset
 
     def model_spec(self) -> ModelSpec:
         return model_preset(self.model)
@@ -107,50 +142,16 @@ class TrainSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-serialisable); ``TrainSpec.from_dict(spec.to_dict()) == spec``."""
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["model"] = self.model if isinstance(self.model, str) else self.model.to_dict()
-        for name in ("train_groups", "test_groups"):
-            d[name] = None if d[name] is None else list(d[name])
-        return d
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"unknown training field(s) {', '.join(map(repr, unknown))}")
-        return cls(**d)
+        return from_plain(cls, d, "training")
 
     def validate(self) -> None:
-        """Cheap checks that need no data: run before anything is written or launched."""
-        from ase.data import atomic_numbers
-
-        if self.element not in atomic_numbers:
-            raise InputError(f"unknown element {self.element!r}")
-        if self.init not in ("scratch", "transfer"):
-            raise InputError(f"init must be 'scratch' or 'transfer', not {self.init!r}")
-        if self.init == "transfer" and not self.pretrained:
-            raise InputError("init 'transfer' needs a pretrained model (--pretrained MODEL.nequip.zip)")
-        if self.init == "scratch" and self.freeze_depth:
-            raise InputError("freeze depth applies to transfer only; scratch training has nothing to freeze")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise InputError(
-                f"lr schedule {self.lr_schedule!r} unknown; choose one of {', '.join(LR_SCHEDULES)}"
-            )
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise InputError(f"learning rate must be positive, not {self.lr}")
-        if self.max_epochs < 1:
-            raise InputError("max epochs must be at least 1")
-        if self.train_size is not None and self.train_size < 1:
-            raise InputError("training size must be at least 1")
-        if self.val_size < 1:
-            raise InputError("validation size must be at least 1")
-        if self.freeze_depth < 0:
-            raise InputError("freeze depth must be >= 0")
-        if self.init == "scratch":
-            self.model_spec()  # raises on an unknown preset
+        """What depends on this machine (the files, a compiler): run before anything is written or launched."""
         if self.compile and cxx_compiler() is None:
-            raise InputError("compile needs a C++ compiler (g++, clang++ or $CXX) for torch.compile on the CPU")
+            raise InputError(f"compile needs a C++ compiler for torch.compile on the CPU: {MISSING_CXX}")
         for path in (self.data, self.test_data, self.pretrained):
             if path is not None and not Path(path).exists():
                 raise InputError("file not found", path=path)

@@ -1,0 +1,57 @@
+"""A trial's checkpoints through Ray: staged after each epoch, restored when Ray restarts the trial on
+another node, and a finished search trial's run directory taken over by the final replicate it equals."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from mlptl.train.spec import BEST_CHECKPOINT, CHECKPOINT_DIR, HISTORY_FILE, LAST_CHECKPOINT
+
+log = logging.getLogger(__name__)
+
+__all__ = ["restore_ray_checkpoint", "stage_checkpoint", "reuse_search_trial"]
+
+
+def restore_ray_checkpoint(run_dir: Path) -> None:
+    """A trial restarted by Ray (its node died) gets its last epoch's checkpoint back."""
+    from ray import tune
+
+    ckpt = tune.get_checkpoint()
+    if ckpt is None:
+        return
+    with ckpt.as_directory() as d:
+        dest = run_dir / CHECKPOINT_DIR
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in os.listdir(d):
+            shutil.copy2(Path(d) / name, run_dir / name if name == HISTORY_FILE else dest / name)
+    log.info("restored Ray checkpoint into %s", run_dir)
+
+
+def stage_checkpoint(run_dir: Path):
+    """This epoch's checkpoint as a Ray ``Checkpoint`` (None before the first): the last and the best
+    checkpoint (packaging reads it on whatever node ends the trial) and the history."""
+    from ray import tune
+
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    if not (ckpt_dir / LAST_CHECKPOINT).exists():
+        return None
+    stage = Path(tempfile.mkdtemp(prefix="mlptl-ckpt-"))
+    for src in (ckpt_dir / LAST_CHECKPOINT, ckpt_dir / BEST_CHECKPOINT, run_dir / HISTORY_FILE):
+        if src.exists():
+            shutil.copy2(src, stage / src.name)
+    return tune.Checkpoint.from_directory(str(stage))
+
+
+def reuse_search_trial(search_run_dir: str | None, run_dir: Path) -> bool:
+    """A final replicate identical to a finished search trial (same config, subset, seed) takes its
+    training: the run directory is copied, and training resumes at its last epoch, i.e. does nothing."""
+    src = Path(search_run_dir) if search_run_dir else None
+    if src is None or not (src / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file() or (run_dir / CHECKPOINT_DIR).exists():
+        return False
+    shutil.copytree(src, run_dir, dirs_exist_ok=True)
+    log.info("%s repeats search trial %s: reusing its training", run_dir.name, src.name)
+    return True

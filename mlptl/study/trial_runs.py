@@ -1,0 +1,75 @@
+"""The MLflow side of one trial: its run found or created (one per trial key, across attempts), where
+each attempt ran, and what a finished trial leaves (metrics, the model, artifacts, status)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlptl import tracking as T
+from mlptl.study.job import TrialJob
+from mlptl.train.spec import HISTORY_FILE, METRICS_FILE, TrainResult
+
+__all__ = ["finished_run", "open_run", "record_finished"]
+
+
+def finished_run(c, job: TrialJob):
+    """The trial's run if it finished already (a driver killed before it heard of it), else None."""
+    run = T.find_run(c, job.experiment_id, **{T.TAG_ROLE: "trial", T.TAG_TRIAL_KEY: job.trial_key})
+    return run if run is not None and run.data.tags.get(T.TAG_STATUS) == "finished" else None
+
+
+def _tags(job: TrialJob) -> dict[str, str]:
+    t = job.train
+    tags = {
+        T.TAG_ROLE: "trial",
+        T.TAG_STUDY: job.study,
+        T.TAG_TRIAL_KEY: job.trial_key,
+        T.TAG_CELL: job.cell,
+        T.TAG_PHASE: job.phase,
+        T.TAG_INIT: t.init,
+        T.TAG_TRAIN_SIZE: str(t.train_size),
+        T.TAG_REPLICATE: str(job.replicate),
+        T.TAG_PARENT: job.parent_run_id,
+        T.TAG_STATUS: "running",
+    }
+    if job.source_element:
+        tags[T.TAG_SOURCE] = job.source_element
+    if job.warm_start_from:
+        tags[T.TAG_WARM_START] = job.warm_start_from
+    return tags
+
+
+def _tag_attempt(c, run_id: str) -> None:
+    """Where each attempt of a trial ran: a trial retried after a node failure shows both nodes."""
+    import socket
+
+    import ray
+
+    node = f"{ray.util.get_node_ip_address()}/{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
+    tags = c.get_run(run_id).data.tags
+    c.set_tag(run_id, T.TAG_ATTEMPTS, str(int(tags.get(T.TAG_ATTEMPTS, "0")) + 1))
+    c.set_tag(run_id, T.TAG_NODE, node)
+    c.set_tag(run_id, T.TAG_NODES, ",".join(filter(None, [tags.get(T.TAG_NODES), node])))
+
+
+def open_run(c, job: TrialJob) -> tuple[str, bool]:
+    """The trial's run, marked running for this attempt: (run id, whether an earlier attempt made it)."""
+    run_id, reused = T.find_or_create_run(c, job.experiment_id, name=job.trial_key, tags=_tags(job))
+    c.set_tag(run_id, T.TAG_STATUS, "running")
+    _tag_attempt(c, run_id)
+    T.log_params(c, run_id, job.mlflow_params())
+    return run_id, reused
+
+
+def record_finished(c, run_id: str, result: TrainResult, metrics: dict[str, Any], evaluation_dir: Path) -> None:
+    """A finished trial's figures, its packaged model and its files, then its status."""
+    T.log_metrics(c, run_id, metrics)
+    c.log_artifact(run_id, str(result.model_path), T.MODEL_ARTIFACT_DIR)
+    for name in (METRICS_FILE, HISTORY_FILE):
+        if (result.out / name).exists():
+            c.log_artifact(run_id, str(result.out / name))
+    if evaluation_dir.is_dir():
+        c.log_artifacts(run_id, str(evaluation_dir), "evaluation")
+    c.set_tag(run_id, T.TAG_EPOCHS_RUN, str(result.epochs_run))
+    T.set_status(c, run_id, "finished")
