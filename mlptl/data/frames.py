@@ -13,6 +13,7 @@ TEMPERATURE = "temperature"  # K, for MD-sampled frames; absent otherwise
 SOURCE = "source"  # "sw", "mlearn", or the file a frame was read from
 SEED = "seed"  # the seed that generated the frame, when generated
 GROUP = "group"  # a config type: "T300" for generated MD at 300 K, mlearn's "AIMD-NVT", "Elastic", ...
+COMPOSITION = "composition"  # a multi-element frame's nominal composition label, e.g. "Ge0.25Si0.75"
 
 
 def group_of(atoms) -> str:
@@ -24,3 +25,16 @@ def group_of(atoms) -> str:
     if t is not None:
         return f"T{int(round(float(t)))}"
     return "all"
+
+
+def composition_of(atoms) -> str:
+    """A frame's composition label: its nominal one (``info["composition"]``), else that of its atoms.
+
+    Splits stratified or held out by composition group with this (``split_frames(..., group_by=composition_of)``).
+    """
+    c = atoms.info.get(COMPOSITION)
+    if c is not None:
+        return str(c)
+    from mlptl.data.chemistry import Composition
+
+    return Composition.of(atoms).label

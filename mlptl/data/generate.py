@@ -35,6 +35,7 @@ __all__ = [
     "GenerationSpec",
     "generate",
     "generate_frames",
+    "sample_trajectory",
     "preset",
     "known_presets",
     "scaled_temperatures",
@@ -229,10 +230,65 @@ def _trajectory_rng(seed: int, temperature: float) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(round(temperature * 1000))]))
 
 
-def generate_frames(spec: GenerationSpec, *, progress: bool = True) -> list[Atoms]:
-    """Run the MD of ``spec`` and return its labelled frames (no caching; see :func:`generate`)."""
+def sample_trajectory(
+    base: Atoms,
+    calculator,
+    temperature: float,
+    rng: np.random.Generator,
+    *,
+    n_frames: int,
+    timestep_fs: float,
+    friction: float,
+    equilibration_steps: int,
+    interval_steps: int,
+    info: dict,
+    on_step: Callable[[], object] | None = None,
+) -> list[Atoms]:
+    """One Langevin NVT trajectory of a copy of ``base`` at ``temperature`` (K), labelled by ``calculator``.
+
+    ``n_frames`` frames, ``interval_steps`` apart after ``equilibration_steps``, each a bare copy carrying
+    the labels and ``info``; ``on_step`` is called after every MD step (a progress bar). Single-element and
+    multi-element data sets are both sampled here, so that they differ in their cells only.
+    """
     from ase.constraints import FixCom
     from ase.md.langevin import Langevin
+
+    step = on_step or (lambda: None)
+    atoms = base.copy()
+    atoms.calc = calculator
+    atoms.set_constraint(FixCom())
+    # Equipartition: in a crystal half the initial kinetic energy flows into potential
+    # energy within a phonon period, so start at 2T to reach T without waiting for the
+    # thermostat (the thermostat corrects the rest, e.g. in a liquid).
+    thermalize(atoms, 2.0 * temperature, rng)
+    dyn = Langevin(
+        atoms,
+        timestep=timestep_fs * units.fs,
+        temperature_K=temperature,
+        friction=friction / units.fs,
+        fixcm=False,
+        rng=rng,
+    )
+    for _ in range(equilibration_steps):
+        dyn.run(1)
+        step()
+    frames = []
+    for _ in range(n_frames):
+        for _ in range(interval_steps):
+            dyn.run(1)
+            step()
+        # One reference call gives energy, forces and stress together; make sure all three
+        # are in the results before copying them (get_stress may trigger the call).
+        atoms.get_potential_energy()
+        atoms.get_forces()
+        atoms.get_stress()
+        frames.append(_labelled_copy(atoms, atoms.calc.results, info))
+    log.debug("T=%g K: %d frames, final kinetic T %.0f K", temperature, n_frames, atoms.get_temperature())
+    return frames
+
+
+def generate_frames(spec: GenerationSpec, *, progress: bool = True) -> list[Atoms]:
+    """Run the MD of ``spec`` and return its labelled frames (no caching; see :func:`generate`)."""
     from tqdm.auto import tqdm
 
     ref = get_reference(spec.element, spec.reference)
@@ -248,25 +304,6 @@ def generate_frames(spec: GenerationSpec, *, progress: bool = True) -> list[Atom
     )
     with bar:
         for temperature in spec.temperatures:
-            rng = _trajectory_rng(spec.seed, temperature)
-            atoms = base.copy()
-            atoms.calc = ref.calculator()
-            atoms.set_constraint(FixCom())
-            # Equipartition: in a crystal half the initial kinetic energy flows into potential
-            # energy within a phonon period, so start at 2T to reach T without waiting for the
-            # thermostat (the thermostat corrects the rest, e.g. in a liquid).
-            thermalize(atoms, 2.0 * temperature, rng)
-            dyn = Langevin(
-                atoms,
-                timestep=spec.timestep_fs * units.fs,
-                temperature_K=temperature,
-                friction=spec.friction / units.fs,
-                fixcm=False,
-                rng=rng,
-            )
-            for _ in range(spec.equilibration_steps):
-                dyn.run(1)
-                bar.update(1)
             info = {
                 ELEMENT: spec.element,
                 TEMPERATURE: temperature,
@@ -274,23 +311,18 @@ def generate_frames(spec: GenerationSpec, *, progress: bool = True) -> list[Atom
                 SEED: spec.seed,
                 GROUP: f"T{int(round(temperature))}",
             }
-            for _ in range(spec.frames_per_temperature):
-                for _ in range(spec.interval_steps):
-                    dyn.run(1)
-                    bar.update(1)
-                # One reference call gives energy, forces and stress together; make sure all three
-                # are in the results before copying them (get_stress may trigger the call).
-                atoms.get_potential_energy()
-                atoms.get_forces()
-                atoms.get_stress()
-                frames.append(_labelled_copy(atoms, atoms.calc.results, info))
-            log.debug(
-                "%s %s T=%g K: %d frames, final kinetic T %.0f K",
-                spec.element,
-                spec.reference,
+            frames += sample_trajectory(
+                base,
+                ref.calculator(),
                 temperature,
-                spec.frames_per_temperature,
-                atoms.get_temperature(),
+                _trajectory_rng(spec.seed, temperature),
+                n_frames=spec.frames_per_temperature,
+                timestep_fs=spec.timestep_fs,
+                friction=spec.friction,
+                equilibration_steps=spec.equilibration_steps,
+                interval_steps=spec.interval_steps,
+                info=info,
+                on_step=lambda: bar.update(1),
             )
     return frames
 

@@ -179,11 +179,15 @@ def _read_with_ase(path: Path) -> list[Atoms]:
     raise InputError("cannot read as a structure file (" + "; ".join(errors) + ")", path=path)
 
 
-def read_frames(path: str | Path, *, validate: bool = True) -> list[Atoms]:
+def read_frames(
+    path: str | Path, *, validate: bool = True, elements: Iterable[str] | None = None
+) -> list[Atoms]:
     """All frames of a data file: mlearn JSON, or anything ASE reads (extxyz first).
 
     Validation is on by default because a frame without forces or with a NaN is far cheaper to
-    reject here than to find as a diverged training run.
+    reject here than to find as a diverged training run. ``elements`` (a study's chemistry: symbols or
+    a :class:`~mlptl.data.chemistry.Chemistry`) admits frames of any mix of them and rejects a frame
+    with any other element; left out, every element is admitted.
     """
     path = Path(path)
     _check_readable(path)
@@ -198,7 +202,7 @@ def read_frames(path: str | Path, *, validate: bool = True) -> list[Atoms]:
         frames = _read_with_ase(path)
     log.debug("read %d frames from %s", len(frames), path)
     if validate:
-        validate_frames(frames, path)
+        validate_frames(frames, path, elements=elements)
     return frames
 
 
@@ -206,17 +210,30 @@ def _finite(x: object) -> bool:
     return bool(np.all(np.isfinite(np.asarray(x, dtype=float))))
 
 
-def validate_frames(frames: Sequence[Atoms], path: str | Path | None = None) -> None:
+def validate_frames(
+    frames: Sequence[Atoms], path: str | Path | None = None, *, elements: Iterable[str] | None = None
+) -> None:
     """Raise an InputError on the first frame that cannot be trained or evaluated on.
 
     Labels are looked up in the stored results, never computed: a frame must carry its energy and
-    forces, as extxyz and mlearn frames do.
+    forces, as extxyz and mlearn frames do. With ``elements``, a frame holding any other element is one
+    too (the error names the file, the frame and the element).
     """
     if len(frames) == 0:
         raise InputError("contains no frames", path=path)
+    allowed = None if elements is None else frozenset(elements)
     for i, atoms in enumerate(frames):
         if len(atoms) == 0:
             raise InputError("frame has no atoms", path=path, frame=i)
+        if allowed is not None:
+            outside = sorted(set(atoms.get_chemical_symbols()) - allowed)
+            if outside:
+                raise InputError(
+                    f"frame has element(s) {', '.join(outside)} outside the chemistry "
+                    f"{'-'.join(sorted(allowed))}",
+                    path=path,
+                    frame=i,
+                )
         results = getattr(atoms.calc, "results", None) or {}
         energy = results.get("energy")
         if energy is None:

@@ -17,7 +17,7 @@ trains at 300 K and tests at 900 K.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -100,11 +100,13 @@ def nested_subsets(
     *,
     groups: Sequence[str] | None = None,
     path: str | Path | None = None,
+    group_by: Callable[[Atoms], str] = group_of,
 ) -> dict[int, list[T]]:
     """Training sets of the given sizes, each contained in the next larger one.
 
-    ``items`` are frames or indices. Frames are stratified by their group automatically; for indices
-    pass ``groups`` (one label per item) to stratify, or get a plain seeded permutation.
+    ``items`` are frames or indices. Frames are stratified by ``group_by`` (default their group)
+    automatically; for indices pass ``groups`` (one label per item) to stratify, or get a plain seeded
+    permutation.
     """
     items = list(items)
     if not sizes:
@@ -120,7 +122,7 @@ def nested_subsets(
             path=path,
         )
     if groups is None and items and all(isinstance(x, Atoms) for x in items):
-        groups = [group_of(x) for x in items]
+        groups = [group_by(x) for x in items]
     rng = _rng(seed, _TRAIN_STREAM)
     if groups is not None:
         if len(groups) != len(items):
@@ -235,13 +237,16 @@ def split_frames(
     test_groups: Sequence[str] | None = None,
     train_groups: Sequence[str] | None = None,
     path: str | Path | None = None,
+    group_by: Callable[[Atoms], str] = group_of,
 ) -> Split[Atoms]:
     """:func:`split_indices` on the frames' groups, returning frames (see there for the rules).
 
-    ``path`` only names the source file in error messages.
+    ``group_by`` labels each frame (default :func:`~mlptl.data.frames.group_of`; e.g.
+    :func:`~mlptl.data.frames.composition_of` to stratify by composition, and to hold one out with
+    ``test_groups``). ``path`` only names the source file in error messages.
     """
     idx = split_indices(
-        [group_of(a) for a in frames],
+        [group_by(a) for a in frames],
         n_test=n_test,
         test_fraction=test_fraction,
         n_val=n_val,

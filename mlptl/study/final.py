@@ -19,11 +19,21 @@ from mlptl.study.spec import Cell, Study
 
 log = logging.getLogger(__name__)
 
-__all__ = ["final_key", "plan_final", "register_best_models"]
+__all__ = ["final_key", "plan_final", "replicates_left", "register_best_models"]
 
 
 def final_key(cell: Cell, replicate: int) -> str:
     return f"{cell.id}-final-r{replicate}"
+
+
+def replicates_left(c, exp_id: str, study: Study, cell: Cell) -> list[int]:
+    """The replicates of ``cell`` without a finished or failed run."""
+    left = []
+    for r in range(len(study.seeds)):
+        run = T.find_run(c, exp_id, **{T.TAG_ROLE: "trial", T.TAG_TRIAL_KEY: final_key(cell, r)})
+        if run is None or run.data.tags.get(T.TAG_STATUS) not in ("finished", "failed"):
+            left.append(r)
+    return left
 
 
 def plan_final(
@@ -46,11 +56,8 @@ def plan_final(
             log.warning("cell %s has no finished search trial: nothing to re-train", cell.id)
             continue
         params, search_key = chosen
-        for r in range(len(study.seeds)):
+        for r in replicates_left(c, exp_id, study, cell):
             key = final_key(cell, r)
-            run = T.find_run(c, exp_id, **{T.TAG_ROLE: "trial", T.TAG_TRIAL_KEY: key})
-            if run is not None and run.data.tags.get(T.TAG_STATUS) in ("finished", "failed"):
-                continue
             # The search ran replicate 0 (subset 0, seed 0) with these very parameters.
             reuse = str(trial_dir(cell, search_key)) if r == 0 else None
             jobs.append(make_job(cell, key, params, phase="final", replicate=r, reuse_run_dir=reuse))

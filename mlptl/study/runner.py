@@ -23,7 +23,9 @@ from typing import Any
 
 from mlptl import tracking as T
 from mlptl.errors import InputError, Interrupted, StudyFailed
+from mlptl.study.inputs import Inputs
 from mlptl.study.job import Evaluation, TrialJob
+from mlptl.study.progress import StudyProgress
 from mlptl.study.spec import Cell, StoreLayout, Study
 from mlptl.study.stores import check_stores
 from mlptl.study.trial import RESULT_REASON
@@ -68,6 +70,8 @@ class _Run:
     target_test: Path | None = None
     pretrained: dict[str, Path] = field(default_factory=dict)  # per source element
     references: tuple = ()  # references the study file registered: shipped to every worker
+    progress: StudyProgress | None = None
+    inputs: Inputs | None = None  # phase 1's tasks, read as they finish
     evaluation: Evaluation | None = None  # the final phase's, built once from the study's EvaluationSpec
 
     def __post_init__(self) -> None:
@@ -108,9 +112,10 @@ def run_study(study: Study, *, resume: bool = False, resume_command: str | None 
     with stop_on_signals():
         run = _open(study, resume)
         try:
-            _prepare(run)
-            cells = _search(run)
-            _final(run, cells)
+            with StudyProgress(study.name, [c.id for c in study.cells()]) as run.progress:
+                _prepare(run)
+                cells = _search(run)
+                _final(run, cells)
             registered = _register(run)
         except KeyboardInterrupt as e:
             # Ray re-raises a plain KeyboardInterrupt from inside ray.wait; the signal handler knows which.
@@ -175,64 +180,51 @@ def _open(study: Study, resume: bool) -> _Run:
 
 
 def _prepare(run: _Run) -> None:
-    """Phase 1: the target data and the source model, in parallel as Ray tasks."""
-    from mlptl.data.readers import data_hash
-    from mlptl.study.prepare import pretrain, resolve_data
-    from mlptl.study.tune import get, init_ray, run_task
-
-    s, c = run.study, run.client
-    init_ray()
-    cpus = s.resources.cpus_per_trial
-    target_ref = run_task(resolve_data, s.target_data, run.stores.data, num_cpus=cpus, references=run.references)
-    pre_refs = {}
-    if "transfer" in s.inits:
-        gpus = 1 if s.resources.gpus_per_trial else 0  # else it would use its node's GPUs unaccounted
-        pre_refs = {src: run_task(pretrain, s, run.storage, src, num_cpus=cpus, num_gpus=gpus, references=run.references)
-                    for src in s.sources}
-    rdf_ref = None
-    reference = s.reference_for_target()
-    cfg = s.evaluation.stability()
-    if cfg is not None and reference is not None:
-        # The reference RDF (MD with the reference potential), cached, before any final trial needs it:
-        # finals start during the search's tail (backfill), so it is made here, beside the data.
-        from mlptl.evaluate.reference_rdf import reference_rdf
-
-        rdf_ref = run_task(reference_rdf, s.target_element, cfg.temperatures, cfg, reference=reference,
-                           cache_dir=str(run.stores.cache), num_cpus=cpus, references=run.references)
-    run.target_data = get(target_ref)
-    run.target_test = s.target_data.resolved_test_path()
-    c.set_tag(run.parent_id, T.TAG_TARGET_DATA, str(run.target_data))
-    c.set_tag(run.parent_id, T.TAG_TARGET_DATA_SHA, data_hash(run.target_data))
-    if run.target_test:
-        c.set_tag(run.parent_id, T.TAG_TARGET_TEST_SHA, data_hash(run.target_test))
-    several = len(pre_refs) > 1
-    for src, ref in pre_refs.items():
-        path, pre_metrics = get(ref)
-        run.pretrained[src] = path
-        suffix = f".{src}" if several else ""
-        c.set_tag(run.parent_id, T.TAG_PRETRAINED + suffix, str(path))
-        numeric = {f"pretrain_{k}{suffix}": v for k, v in pre_metrics.items() if isinstance(v, int | float) and "." not in k}
-        T.log_metrics(c, run.parent_id, numeric)
-    if rdf_ref is not None:
-        get(rdf_ref)
+    """Phase 1: the target data, the source models and the reference RDF start together as Ray tasks; the
+    search waits for the target data only (:mod:`mlptl.study.inputs`)."""
+    run.inputs = Inputs(run)
+    run.inputs.start()
+    run.inputs.target()
 
 
 def _search(run: _Run):
     """Phase 2: one Ray Tune run over all cells; Optuna samples and prunes within each cell."""
     from ray import tune
 
+    from mlptl.study.final import replicates_left
     from mlptl.study.pruning import OptunaPruningScheduler
     from mlptl.study.search import CellStudies, OptunaCellSearcher
     from mlptl.study.tune import make_tuner, progress_callback
 
-    s, c = run.study, run.client
+    s, c, progress = run.study, run.client, run.progress
+    failure: list[BaseException] = []  # a phase-1 task's error, raised once the search has stopped
+
+    def guarded(check, default):
+        def call(*args):
+            if failure:
+                return default
+            try:
+                return check(*args)
+            except Exception as e:  # raised after fit(): an exception inside Ray Tune's loop would be wrapped
+                failure.append(e)
+                return default
+        return call
+
+    def ready(cell) -> bool:
+        ok = cell.init != "transfer" or run.inputs.source(cell.source or s.sources[0])
+        if ok:
+            progress.phase(cell.id, "search")
+        return ok
+
     cells = CellStudies(
         s,
         run.stores.optuna_url,
         make_job=lambda cell, key, params, **kw: run.job(cell, key, params, phase="search", **kw),
+        ready=guarded(ready, False),
     )
 
     def on_complete(lt, outcome: str, result: dict) -> None:
+        progress.search_trial(lt.cell.id, outcome, cells.best_values().get(lt.cell.id))
         if outcome == "pruned":
             r = T.find_run(c, run.exp_id, **{T.TAG_ROLE: "trial", T.TAG_TRIAL_KEY: lt.key})
             if r is not None:
@@ -248,14 +240,19 @@ def _search(run: _Run):
         c.set_tag(run.parent_id, T.TAG_WARM_START, f"{ws.study} ({ws.storage})")
         T.log_metrics(c, run.parent_id, {"warm_started_trials": cells.warm_started})
     n_search = cells.plan()
+    for cell in s.cells():
+        progress.plan(cell.id, search=cells.remaining[cell.id], final=len(replicates_left(c, run.exp_id, s, cell)))
     log.info("search: %d trials to run over %d cells (%d per cell)", n_search, len(cells.cells), s.trials_per_cell)
     if n_search:
         from mlptl.study.final import plan_final
 
-        def backfill(cid: str) -> list[TrialJob]:
+        def backfill(cid: str) -> list[TrialJob] | None:
+            if not run.inputs.rdf_ready():
+                return None
+            progress.phase(cid, "final")
             return plan_final(c, run.exp_id, s, cells.best_trials(), run.job, run.trial_dir, only=cid)
 
-        searcher = OptunaCellSearcher(cells, on_complete, backfill=backfill)
+        searcher = OptunaCellSearcher(cells, on_complete, backfill=guarded(backfill, None), abort=lambda: bool(failure))
         make_tuner(
             s,
             run.storage,
@@ -268,8 +265,10 @@ def _search(run: _Run):
                 max_concurrent_trials=s.resources.max_concurrent_trials,
                 reuse_actors=True,
             ),
-            [progress_callback(cells, run.started)],
+            [progress_callback(progress, on_step=guarded(run.inputs.poll, None))],
         ).fit()
+        if failure:
+            raise failure[0]
         log.info("search: %d final re-trainings ran in the search's tail (backfill)", searcher.backfilled)
     if all(v is None for v in cells.best_values().values()):
         raise StudyFailed(
@@ -284,11 +283,14 @@ def _final(run: _Run, cells) -> None:
     from ray import tune
 
     from mlptl.study.final import plan_final
-    from mlptl.study.tune import make_tuner
+    from mlptl.study.tune import make_tuner, progress_callback
 
     s = run.study
+    run.inputs.wait_all()  # a resumed study may reach here without a search that waited for its inputs
     jobs = plan_final(run.client, run.exp_id, s, cells.best_trials(), run.job, run.trial_dir)
     log.info("final phase: %d re-trainings (%d replicates per cell)", len(jobs), len(s.seeds))
+    for cid in {j.cell for j in jobs}:
+        run.progress.phase(cid, "final")
     if not jobs:
         return
     make_tuner(
@@ -297,7 +299,7 @@ def _final(run: _Run, cells) -> None:
         f"{s.name}-final-{int(time.time())}",
         {"job": tune.grid_search([j.to_dict() for j in jobs])},
         tune.TuneConfig(max_concurrent_trials=s.resources.max_concurrent_trials, reuse_actors=True),
-        [],
+        [progress_callback(run.progress)],
     ).fit()
 
 

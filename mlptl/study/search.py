@@ -96,6 +96,7 @@ class CellStudies:
     study: Study
     storage_url: str
     make_job: Callable[[Cell, str, dict[str, Any]], Any]
+    ready: Callable[[Cell], bool] = lambda cell: True  # whether a cell's inputs exist (a transfer cell's source)
     studies: dict[str, optuna.Study] = field(default_factory=dict)
     live: dict[str, LiveTrial] = field(default_factory=dict)
     remaining: dict[str, int] = field(default_factory=dict)
@@ -174,7 +175,7 @@ class CellStudies:
     def next_job(self, ray_trial_id: str) -> Any:
         for _ in range(len(self.cells)):
             cid = next(self._order)
-            if self.remaining.get(cid, 0) > 0:
+            if self.remaining.get(cid, 0) > 0 and self.ready(self.cells[cid]):
                 break
         else:
             return None
@@ -255,26 +256,31 @@ class CellStudies:
 class OptunaCellSearcher(Searcher):
     """Ray Tune's view of :class:`CellStudies`: suggest from the cell studies, tell them the outcome.
 
-    ``backfill(cell_id)`` gives the final-phase jobs of a cell whose search has ended: they are handed out
-    when no search trial is left to start, so that a core freed at the search's tail takes a finished
-    cell's re-training instead of waiting for the slowest search trial.
+    ``backfill(cell_id)`` gives the final-phase jobs of a cell whose search has ended (None: not yet, its
+    inputs are not ready): they are handed out when no search trial is ready to start, so that a core
+    freed at the search's tail takes a finished cell's re-training instead of waiting for the slowest
+    search trial. ``abort()`` true ends the search: no new trial starts.
     """
 
     def __init__(
         self,
         cells: CellStudies,
         on_complete: Callable[[LiveTrial, str, dict], None] | None = None,
-        backfill: Callable[[str], list[Any]] | None = None,
+        backfill: Callable[[str], list[Any] | None] | None = None,
+        abort: Callable[[], bool] | None = None,
     ):
         super().__init__(metric=M.VAL_FORCES_MAE, mode="min")
         self.cells = cells
         self.on_complete = on_complete
         self.backfill = backfill
+        self.abort = abort
         self._filled: set[str] = set()
         self._queue: list[Any] = []
         self.backfilled = 0
 
     def suggest(self, trial_id: str) -> dict | None:
+        if self.abort is not None and self.abort():
+            return Searcher.FINISHED
         job = self.cells.next_job(trial_id)
         if job is not None:
             return {"job": job.to_dict()}
@@ -282,8 +288,10 @@ class OptunaCellSearcher(Searcher):
             return Searcher.FINISHED
         for cid in self.cells.cells:
             if cid not in self._filled and self.cells.search_done(cid):
-                self._filled.add(cid)
-                self._queue += self.backfill(cid)
+                jobs = self.backfill(cid)
+                if jobs is not None:
+                    self._filled.add(cid)
+                    self._queue += jobs
         if self._queue:
             self.backfilled += 1
             return {"job": self._queue.pop(0).to_dict()}

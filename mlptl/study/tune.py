@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -96,31 +95,30 @@ def get(ref) -> Any:
         raise
 
 
-def progress_callback(cells, started: float):
+def progress_callback(progress, on_step=None):
+    """A Ray Tune callback that tells ``progress`` of every finished final replicate (search trials are told
+    by the searcher, which knows their outcome) and calls ``on_step()`` at each step of Tune's loop."""
     from ray.tune import Callback
 
+    from mlptl.study.trial import RESULT_STATUS
+
     class Progress(Callback):
-        """One log line per finished trial: counts, and the best validation error per cell so far."""
+        def on_step_begin(self, iteration, trials, **info):
+            if on_step is not None:
+                on_step()
+            progress.tick()
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self._line(trials)
+            self._final(trial, (trial.last_result or {}).get(RESULT_STATUS, "finished"))
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self._line(trials)
+            self._final(trial, "failed")
 
-        def _line(self, trials):
-            running = sum(1 for t in trials if t.status == "RUNNING")
-            best = {k: (f"{v:.3f}" if v is not None else "-") for k, v in cells.best_values().items()}
-            c = cells.counts
-            log.info(
-                "[%5.0f s] running %d, finished %d, pruned %d, failed %d | best val force MAE per cell: %s",
-                time.time() - started,
-                running,
-                c["finished"],
-                c["pruned"],
-                c["failed"],
-                ", ".join(f"{k} {v}" for k, v in best.items()),
-            )
+        @staticmethod
+        def _final(trial, outcome: str) -> None:
+            job = (trial.config or {}).get("job") or {}
+            if job.get("phase") == "final":
+                progress.final_trial(job["cell"], outcome)
 
     return Progress()
 
