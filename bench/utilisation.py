@@ -40,7 +40,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from _common import RESULTS_DIR, WORK_DIR, machine_info, write_json  # noqa: E402
 
+from mlptl import metrics as M  # noqa: E402
+
 log = logging.getLogger("bench.utilisation")
+#: The per-trial wall-time metrics a trial logs.
+TIMING = (M.TIME_STARTUP, M.TIME_TRAIN, M.TIME_EVALUATE, M.TIME_RECORD)
 ROOT = Path(__file__).resolve().parent.parent
 STORE = WORK_DIR / "utilisation"
 
@@ -257,8 +261,9 @@ def analyse(study, sampler: Sampler, cores: int) -> dict:
     parent = T.find_run(c, exp.experiment_id, **{T.TAG_ROLE: "study"})
     p_start, p_end = parent.info.start_time / 1000, parent.info.end_time / 1000
     ray = ray_trials(storage)
+    timing = [k for k in TIMING if k in runs]
     df = runs[["trial_key", "phase", "status", "cell", "start_time", "end_time", "epochs_run"]
-              + [k for k in ("cpu_time_s",) if k in runs]].copy()
+              + [k for k in ("cpu_time_s",) if k in runs] + timing].copy()
     reused_tag = f"tags.{T.TAG_REUSED_FROM}"
     df["reused"] = runs[reused_tag].notna() if reused_tag in runs else False
     df["start"], df["end"] = df.start_time / 1000, df.end_time / 1000
@@ -297,8 +302,23 @@ def analyse(study, sampler: Sampler, cores: int) -> dict:
         "trial_running_not_on_cpu": sw["trial_wall_in_window_s"] - sw["trial_cpu_s"],
         "no_trial_on_slot": cores * sw["wall_s"] - sw["trial_wall_in_window_s"],
     }
+    res["trial_time_breakdown_s"] = time_breakdown(df)
     res["trials"] = df.drop(columns=[c for c in ("start_time", "end_time") if c in df]).to_dict(orient="records")
     return res
+
+
+def time_breakdown(df: pd.DataFrame) -> dict:
+    """Per phase, the mean wall time of a finished trial and where it went (the trials' time_* metrics:
+    start-up before training, training, evaluation, recording to MLflow) and what is left (Ray's hand-over,
+    process start); trials recorded before those metrics existed give NaN."""
+    done = df[df.status == "finished"].copy()
+    for k in TIMING:
+        if k not in done:
+            done[k] = np.nan
+    done["other_s"] = done.wall_s - done[list(TIMING)].sum(axis=1, min_count=len(TIMING))
+    cols = [*TIMING, "other_s", "wall_s"]
+    out = done.groupby("phase")[cols].mean().round(2)
+    return {phase: {**row.to_dict(), "trials": int((done.phase == phase).sum())} for phase, row in out.iterrows()}
 
 
 def plot(res: dict, samples: pd.DataFrame, cores: int, out: Path) -> None:

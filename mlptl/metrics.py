@@ -53,6 +53,12 @@ SEARCH_MD_STABLE = "search_md_stable"
 SEARCH_MD_TTF = "search_md_ttf_ps"
 # Process CPU time of a trial (all its threads): what utilisation of the machine is measured from.
 CPU_TIME = "cpu_time_s"
+# Where a trial's wall time went: before training (MLflow run, checkpoint restore), training (epochs and
+# packaging), evaluation (test set, MD checks), and recording (metrics and artifacts to MLflow).
+TIME_STARTUP = "time_startup_s"
+TIME_TRAIN = "time_train_s"
+TIME_EVALUATE = "time_evaluate_s"
+TIME_RECORD = "time_record_s"
 
 _NEQUIP_TO_OURS = {
     "forces_mae": "forces_mae",

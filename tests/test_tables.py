@@ -98,3 +98,25 @@ def test_a_warm_start_storage_written_with_a_variable_works(tmp_path, monkeypatc
     new.validate(check_data=False)
     fresh = CellStudies(new, f"sqlite:///{tmp_path / 'new.db'}", make_job=lambda cell, key, params, **kw: params)
     assert fresh.warm_started == 2
+
+
+def test_a_model_preset_added_to_the_table_is_accepted_and_offered(tmp_path, monkeypatch, capsys):
+    from mlptl.model.spec import MODEL_PRESETS, ModelSpec
+
+    with pytest.raises(InputError, match="unknown model size preset 'dummy'"):
+        TrainSpec(element="Ge", data="x", out="y", model="dummy")
+    monkeypatch.setitem(MODEL_PRESETS, "dummy", ModelSpec(num_layers=1))
+    assert TrainSpec(element="Ge", data="x", out="y", model="dummy").model_spec().num_layers == 1
+    replace(tiny_study(tmp_path), model="dummy").validate(check_data=False)
+    assert "dummy" in _cli_help(capsys, ["train"])
+
+
+def test_a_thermostat_and_a_criterion_are_offered_from_their_tables(capsys):
+    """The stability command's choices and help come from the protocol's tables and defaults."""
+    from mlptl.evaluate.md import THERMOSTATS
+    from mlptl.evaluate.monitor import CRITERIA
+    from mlptl.evaluate.stability_config import StabilityConfig
+
+    text = " ".join(_cli_help(capsys, ["evaluate", "stability", "m", "--element", "Ge"]).split())
+    assert all(t in text for t in THERMOSTATS) and ",".join(CRITERIA) in text
+    assert f"(default {StabilityConfig().steps})" in text and f"(default {StabilityConfig().replicas})" in text

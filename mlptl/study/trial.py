@@ -48,6 +48,7 @@ def run_trial(config: dict[str, Any]) -> None:
     from ray import tune
 
     cpu0 = time.process_time()  # this process's CPU time, all its threads: the trial's share of the machine
+    t0 = time.monotonic()
     job = TrialJob.from_dict(config["job"])
     c = T.client(job.tracking_uri)
     done = finished_run(c, job)
@@ -62,8 +63,9 @@ def run_trial(config: dict[str, Any]) -> None:
     if reuse_search_trial(job.reuse_run_dir, job.run_dir):
         c.set_tag(run_id, T.TAG_REUSED_FROM, job.reuse_run_dir.rstrip("/").rsplit("/", 1)[-1])
     restore_ray_checkpoint(job.run_dir)
+    timing = {M.TIME_STARTUP: time.monotonic() - t0}
     try:
-        result, metrics = _train_and_evaluate(job, _epoch_reporter(job, c, run_id, reused))
+        result, metrics = _train_and_evaluate(job, _epoch_reporter(job, c, run_id, reused), timing)
     except _expected_failures() as e:
         reason = f"{type(e).__name__}: {e}"
         log.warning("trial %s failed: %s", job.trial_key, reason)
@@ -75,7 +77,11 @@ def run_trial(config: dict[str, Any]) -> None:
         T.set_status(c, run_id, "failed", reason=f"{type(e).__name__}: {e}")
         raise
     metrics[M.CPU_TIME] = time.process_time() - cpu0
-    record_finished(c, run_id, result, metrics, job.run_dir / "evaluation")
+    t_record = time.monotonic()
+    record_finished(c, run_id, result, {**metrics, **timing}, job.run_dir / "evaluation")
+    timing[M.TIME_RECORD] = time.monotonic() - t_record
+    T.log_metrics(c, run_id, {M.TIME_RECORD: timing[M.TIME_RECORD]})
+    metrics.update(timing)
     final = {**result.history[-1], **{k: v for k, v in metrics.items() if isinstance(v, int | float)}}
     tune.report({**final, RESULT_FINAL: 1, RESULT_STATUS: "finished", M.EPOCH: result.epochs_run,
                  RESULT_KEY: job.trial_key})
@@ -102,12 +108,17 @@ def _epoch_reporter(job: TrialJob, c, run_id: str, reused: bool):
     return on_epoch
 
 
-def _train_and_evaluate(job: TrialJob, on_epoch):
-    """The training run, its test-set errors, and the search's MD check or the final evaluation."""
+def _train_and_evaluate(job: TrialJob, on_epoch, timing: dict[str, float]):
+    """The training run, its test-set errors, and the search's MD check or the final evaluation; their
+    wall times go to ``timing``."""
+    import time
+
     from mlptl.evaluate.forces import evaluate_test_set
     from mlptl.train import train
 
+    t0 = time.monotonic()
     result = train(job.train, on_epoch=on_epoch, resume=True)
+    t1 = timing[M.TIME_TRAIN] = time.monotonic() - t0
     element = job.train.element
     metrics = {**result.metrics, **evaluate_test_set(result.model_path, result.test_path, element=element, out=job.run_dir)}
     if job.search_md is not None:
@@ -122,6 +133,7 @@ def _train_and_evaluate(job: TrialJob, on_epoch):
             result.model_path, element, job.run_dir / "evaluation", stability=job.evaluation.stability,
             properties=job.evaluation.properties, reference=job.reference, cache_dir=job.cache_dir,
         ))
+    timing[M.TIME_EVALUATE] = time.monotonic() - t0 - t1
     return result, metrics
 
 
