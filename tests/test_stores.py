@@ -268,3 +268,13 @@ def test_cli_resume_with_a_garbage_database_is_one_line_and_keeps_it(tmp_path, d
     _assert_one_line(r, seconds, db, "damaged", "--storage")
     assert (tmp_path / "st" / db).read_bytes() == b"garbage"
     assert sorted(p.name for p in (tmp_path / "st").iterdir()) == sorted([db, STORE_FILE])
+
+
+def test_cli_run_with_a_negative_stability_temperature_is_one_line_before_anything_starts(tmp_path):
+    """Every study field is checked when the study is built: the bad temperature never reaches Ray."""
+    f = _study_file(tmp_path)
+    f.write_text(f.read_text().replace("stability_temperatures=(300.0,)", "stability_temperatures=(-300.0,)"))
+    assert "(-300.0,)" in f.read_text()
+    r, seconds = _mlptl(tmp_path, "run", str(f))
+    _assert_one_line(r, seconds, "study field evaluation", "temperatures must be positive", "-300")
+    assert not (tmp_path / "unused-store").exists()
