@@ -333,21 +333,20 @@ def generate(spec: GenerationSpec, cache_dir: str | Path | None = None, *, progr
     The file is named by the spec's hash, so identical specs share it and any changed field makes a
     new one; it is written atomically, so a file under that name is always complete.
     """
+    return cached_data_set(spec.filename(), f"{spec.n_frames} {spec.element} frames with {spec.reference} "
+                           f"({spec.md_steps} MD steps)", lambda: generate_frames(spec, progress=progress), cache_dir)
+
+
+def cached_data_set(filename: str, what: str, make_frames, cache_dir: str | Path | None = None) -> Path:
+    """``cache_dir/filename``, made by ``make_frames()`` and written atomically on first use (so a file under
+    that name is always complete), found again thereafter; ``what`` says what is being made."""
     cache = Path(cache_dir).expanduser() if cache_dir is not None else fsutil.cache_dir("data")
-    path = cache / spec.filename()
+    path = cache / filename
     if path.is_file():
         log.info("using cached data set %s", path)
         return path
-    log.info(
-        "generating %d %s frames with %s (%d MD steps) -> %s",
-        spec.n_frames,
-        spec.element,
-        spec.reference,
-        spec.md_steps,
-        path,
-    )
-    frames = generate_frames(spec, progress=progress)
-    atomic_write_extxyz(frames, path)
+    log.info("generating %s -> %s", what, path)
+    atomic_write_extxyz(make_frames(), path)
     log.info("wrote %s", path)
     return path
 

@@ -24,11 +24,9 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from mlptl import fsutil
 from mlptl.data.chemistry import Chemistry, Composition
 from mlptl.data.frames import COMPOSITION, ELEMENT, GROUP, SEED, SOURCE, TEMPERATURE
-from mlptl.data.generate import parse_temperatures, sample_trajectory
-from mlptl.data.readers import atomic_write_extxyz
+from mlptl.data.generate import cached_data_set, parse_temperatures, sample_trajectory
 from mlptl.data.systems import Compound, SystemReference, get_system_reference, system_references
 from mlptl.errors import InputError
 
@@ -220,12 +218,6 @@ def generate_mixture_frames(spec: MixtureSpec, *, progress: bool = True) -> list
 
 def generate_mixture(spec: MixtureSpec, cache_dir: str | Path | None = None, *, progress: bool = True) -> Path:
     """The extxyz file of ``spec``'s data set, generated on first use and cached (atomically) thereafter."""
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else fsutil.cache_dir("data")
-    path = cache / spec.filename()
-    if path.is_file():
-        log.info("using cached data set %s", path)
-        return path
-    log.info("generating %d %s frames with %s (%d MD steps) -> %s", spec.n_frames, spec.chemistry, spec.reference,
-             spec.md_steps, path)
-    atomic_write_extxyz(generate_mixture_frames(spec, progress=progress), path)
-    return path
+    return cached_data_set(spec.filename(), f"{spec.n_frames} {spec.chemistry} frames with {spec.reference} "
+                           f"({spec.md_steps} MD steps)", lambda: generate_mixture_frames(spec, progress=progress),
+                           cache_dir)
