@@ -217,7 +217,7 @@ def replay(spec, trials: list[dict[str, Any]], study_name: str, concurrency: int
     """
     import optuna
 
-    from mlptl.study.pruning import make_pruner, report_epoch
+    from mlptl.study.pruners import make_pruner, report_epoch
 
     # Hyperband assigns brackets by a hash of the study name and trial number: name the study as a study would.
     ost = optuna.create_study(direction="minimize", pruner=make_pruner(spec), study_name=study_name,

@@ -14,7 +14,7 @@ import pytest
 from _studies import tiny_study
 
 from mlptl.study import PrunerSpec
-from mlptl.study.pruning import make_pruner, optuna_step, report_epoch
+from mlptl.study.pruners import make_pruner, optuna_step, report_epoch
 from mlptl.study.search import CellStudies
 
 GOOD = [0.50, 0.30, 0.20, 0.15]  # a completed trial's validation force MAE per epoch

@@ -78,12 +78,15 @@ class Inputs:
             c.set_tag(run.parent_id, T.TAG_TARGET_TEST_SHA, data_hash(run.target_test))
 
     def source(self, src: str) -> bool:
-        """Whether the model of source element ``src`` is ready (read, and recorded, when it is)."""
-        self.poll()
+        """Whether the model of source element ``src`` is ready (read, and recorded, when it is). Asked for
+        every cell at every suggestion of the search: a model already read is answered without polling."""
+        if src not in self.run.pretrained:
+            self.poll()
         return src in self.run.pretrained
 
     def rdf_ready(self) -> bool:
-        self.poll()
+        if self._rdf is not None:
+            self.poll()
         return self._rdf is None
 
     def wait_all(self) -> None:

@@ -6,7 +6,7 @@ nothing about cells: it passes each epoch's result to a ``decide`` function supp
 side, which routes it to the right cell's Optuna study.
 
 Step numbering: mlptl counts epochs from 1 (``EpochReport.epoch`` is the number of epochs completed);
-Optuna counts steps from 0. Every report to Optuna goes through :func:`optuna_step`, so that Optuna's
+Optuna counts steps from 0. Every report to Optuna goes through :func:`mlptl.study.pruners.optuna_step`, so that Optuna's
 settings mean what its documentation says (see there).
 """
 
@@ -18,12 +18,11 @@ from collections.abc import Callable
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from mlptl import metrics as M
-from mlptl.study.pruners import make_pruner, optuna_step, report_epoch
 from mlptl.study.trial import RESULT_FINAL
 
 log = logging.getLogger(__name__)
 
-__all__ = ["make_pruner", "optuna_step", "report_epoch", "OptunaPruningScheduler"]  # the first three: pruners.py
+__all__ = ["OptunaPruningScheduler"]
 
 
 class OptunaPruningScheduler(FIFOScheduler):
