@@ -24,6 +24,14 @@ UNITS = {
     "C12": "GPa",
     "C44": "GPa",
     "C44_unrelaxed": "GPa",
+    # alloy properties (mlptl.evaluate.alloys): mixing energy against each element's own crystal
+    "e_mix": "meV/atom",
+    "e_mix_abs_error": "meV/atom",
+    "e_mix_mae": "meV/atom",
+    "a0_abs_error": "A",
+    "a0_mae": "A",
+    # partial RDFs (mlptl.evaluate.rdf): integral of |g_ab - g_ab(reference)| over r
+    "rdf_distance": "A",
 }
 
 # What the training loop's per-epoch report calls things.
@@ -41,6 +49,15 @@ TEST_FORCES_MAE = "test_forces_mae"
 TEST_FORCES_RMSE = "test_forces_rmse"
 TEST_ENERGY_PER_ATOM_MAE = "test_energy_per_atom_mae"
 TEST_ENERGY_PER_ATOM_RMSE = "test_energy_per_atom_rmse"
+
+# Forgetting (extend mode): the extended model's errors on its source's own test frames, and the source
+# model's on the same frames.
+SOURCE_PREFIX = "source"
+SOURCE_MODEL_PREFIX = "source_model"
+SOURCE_FORCES_MAE = SOURCE_PREFIX + "_forces_mae"
+SOURCE_MODEL_FORCES_MAE = SOURCE_MODEL_PREFIX + "_forces_mae"
+# The study run records its source models' own figures under this prefix.
+PRETRAIN_PREFIX = "pretrain_"
 
 # The metric trials are compared by (pruning and best-of-cell); lower is better.
 OBJECTIVE = VAL_FORCES_MAE
@@ -85,3 +102,28 @@ def from_nequip(metrics: dict[str, float]) -> dict[str, float]:
 def group_metric(name: str, group: str) -> str:
     """A metric restricted to one data group, e.g. ``test_forces_mae.T900``."""
     return f"{name}.{group}"
+
+
+def element_metric(name: str, element: str) -> str:
+    """A metric restricted to the atoms of one element, e.g. ``test_forces_mae.el_Cu``."""
+    return group_metric(name, f"el_{element}")
+
+
+def composition_metric(name: str, composition: str) -> str:
+    """A metric restricted to the frames of one composition (all temperatures), e.g.
+    ``test_forces_mae.comp_Cu0.5Ni0.5``; ``composition`` is a composition label."""
+    return group_metric(name, f"comp_{composition}")
+
+
+def pair_metric(name: str, a: str, b: str) -> str:
+    """A metric of one element pair (elements sorted), e.g. ``md_rdf_distance.pair_Cu-Ni``."""
+    first, second = sorted((a, b))
+    return group_metric(name, f"pair_{first}-{second}")
+
+
+# Alloy properties (mlptl.evaluate.alloys): mean absolute errors over the compositions evaluated, and the
+# per-composition values (``alloy_e_mix.comp_Cu0.5Ni0.5``, ``alloy_e_mix_abs_error.comp_...``).
+ALLOY_E_MIX = "alloy_e_mix"
+ALLOY_A0 = "alloy_a0"
+ALLOY_E_MIX_MAE = "alloy_e_mix_mae"
+ALLOY_A0_MAE = "alloy_a0_mae"

@@ -68,7 +68,10 @@ def _convert(tp: Any, value: Any) -> Any:
         return from_plain(tp, value) if isinstance(value, Mapping) else value
     origin, args = get_origin(tp), get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if isinstance(value, Mapping):  # the one dataclass (or mapping) member of the union
+        if isinstance(value, Mapping):  # the dataclass member whose fields the keys are, else a mapping
+            for a in args:
+                if dataclasses.is_dataclass(a) and set(value) <= {f.name for f in dataclasses.fields(a)}:
+                    return _convert(a, value)
             for a in args:
                 if dataclasses.is_dataclass(a) or get_origin(a) in (dict, Mapping):
                     return _convert(a, value)

@@ -28,6 +28,7 @@ TAG_REASON = "mlptl.failure_reason"
 TAG_PRUNED_EPOCH = "mlptl.pruned_at_epoch"
 TAG_INIT = "mlptl.init"  # "scratch" | "transfer": group runs by it in the UI
 TAG_SOURCE = "mlptl.source_element"
+TAG_ELEMENT_INIT = "mlptl.element_init"  # a transfer run: how each target element started ("Ni: copy of Cu")
 TAG_TRAIN_SIZE = "mlptl.train_size"
 TAG_REPLICATE = "mlptl.replicate"
 TAG_EPOCHS_RUN = "mlptl.epochs_run"

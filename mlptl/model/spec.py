@@ -14,7 +14,13 @@ from typing import Any
 from mlptl.errors import InputError
 from mlptl.serial import from_plain, to_plain
 
-__all__ = ["ModelSpec", "MODEL_PRESETS", "model_preset", "allegro_model_config", "max_freeze_depth"]
+__all__ = ["ModelSpec", "MODEL_PRESETS", "model_preset", "allegro_model_config", "max_freeze_depth", "NEW_ELEMENT_INITS"]
+
+
+#: How a target element the source model lacks starts: a copy of a source element's embedding rows (the
+#: element map's, else the one source element), the mean of all source rows, or the fresh random rows
+#: (:func:`mlptl.model.transfer.resolve_type_map`).
+NEW_ELEMENT_INITS: tuple[str, ...] = ("copy", "mean", "random")
 
 
 @dataclass(frozen=True)

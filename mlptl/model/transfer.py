@@ -19,7 +19,7 @@ import torch
 
 from mlptl.errors import InputError
 from mlptl.model import _nequip
-from mlptl.model.spec import ModelSpec
+from mlptl.model.spec import NEW_ELEMENT_INITS, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,11 @@ __all__ = [
     "freeze",
     "trainable_param_groups",
     "REFIT_PREFIXES",
+    "NEW_ELEMENT_INITS",
+    "resolve_type_map",
+    "describe_type_map",
 ]
+
 
 # Parameters and buffers that are re-fitted to the target rather than copied.
 REFIT_PREFIXES = ("per_type_energy_scale_shift.",)
@@ -103,6 +107,59 @@ def load_source(path: str | Path) -> SourceModel:
     return SourceModel(path=path, type_names=type_names, model_config=model_cfg, state_dict=state)
 
 
+def resolve_type_map(
+    target: list[str] | tuple[str, ...],
+    source_types: list[str] | tuple[str, ...],
+    *,
+    element_map: dict[str, str] | None = None,
+    new_element_init: str = "copy",
+    source_type: str | None = None,
+) -> dict[str, str]:
+    """Where each target element's per-type rows start: a source type name, ``"mean"`` or ``"random"``.
+
+    An element the ``element_map`` names starts from that source element (map mode: Ge from Si); an element
+    the source knows starts from itself (extend and subset modes); any other is new and starts as
+    ``new_element_init`` says, a copy from ``source_type`` or else the source's only element. A lone target
+    element starts from ``source_type`` when one is given (single-element transfer, as before).
+    """
+    if new_element_init not in NEW_ELEMENT_INITS:
+        raise InputError(f"new element init must be one of {', '.join(NEW_ELEMENT_INITS)}, not {new_element_init!r}")
+    element_map = dict(element_map or {})
+    for t, s in element_map.items():
+        if t not in target:
+            raise InputError(f"element map names {t!r}, which is not a target element ({', '.join(target)})")
+        if s not in source_types:
+            raise InputError(f"element map starts {t} from {s!r}, which the source model lacks (it has {source_types})")
+    if source_type is not None and source_type not in source_types:
+        raise InputError(f"pretrained model has no type {source_type!r} (it has {list(source_types)})")
+    out = {}
+    for t in target:
+        if t in element_map:
+            out[t] = element_map[t]
+        elif len(target) == 1 and source_type is not None:
+            out[t] = source_type  # one target element: the source type says where it starts
+        elif t in source_types:
+            out[t] = t
+        elif new_element_init != "copy":
+            out[t] = new_element_init
+        elif source_type is not None:
+            out[t] = source_type
+        elif len(source_types) == 1:
+            out[t] = source_types[0]
+        else:
+            raise InputError(
+                f"pretrained model has types {list(source_types)}: say which one {t} starts from "
+                f"(element_map={{{t!r}: ...}}), or start it as the mean or random (new_element_init)"
+            )
+    return out
+
+
+def describe_type_map(type_map: dict[str, str], source_types: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """How each target element started, in words for reports: ``copy of Si``, ``mean of Cu, Ni``, ``random``."""
+    words = {"mean": f"mean of {', '.join(source_types)}", "random": "random"}
+    return {t: words.get(s, f"copy of {s}") for t, s in type_map.items()}
+
+
 def copy_source_weights(
     target: torch.nn.Module,
     source: SourceModel,
@@ -111,12 +168,11 @@ def copy_source_weights(
 ) -> list[str]:
     """Copy every source weight into ``target`` except the re-fitted energy scale/shift.
 
-    ``type_map`` maps each target type name to the source type whose embedding it starts from. Returns
-    the names that were copied. Any other shape mismatch means the architectures differ: an error, not a
-    silent partial copy.
+    ``type_map`` (see :func:`resolve_type_map`) says where each target type's per-type rows start: a
+    source type's rows, their mean, or the target's own random rows. Returns the names that were copied.
+    Any other shape mismatch means the architectures differ: an error, not a silent partial copy.
     """
     src = {_local_name(k): v for k, v in source.state_dict.items()}
-    rows = [source.type_names.index(type_map[t]) for t in target_type_names]
     copied = []
     with torch.no_grad():
         for name, tensor in target.state_dict(keep_vars=True).items():
@@ -129,7 +185,7 @@ def copy_source_weights(
                 )
             value = src[local]
             if local in PER_TYPE_TABLES:
-                value = value[rows]
+                value = _per_type_rows(value, tensor, source.type_names, type_map, target_type_names)
             if value.shape != tensor.shape:
                 raise InputError(
                     f"weight {local!r} has shape {tuple(value.shape)} in the pretrained model but "
@@ -140,6 +196,21 @@ def copy_source_weights(
             copied.append(local)
     log.info("transferred %d tensors from %s (types %s)", len(copied), source.path, type_map)
     return copied
+
+
+def _per_type_rows(src: torch.Tensor, fresh: torch.Tensor, source_types: list[str], type_map: dict[str, str],
+                   target_types: list[str]) -> torch.Tensor:
+    """A per-type table for the target's types, row by row as ``type_map`` says."""
+    rows = []
+    for i, t in enumerate(target_types):
+        how = type_map[t]
+        if how == "mean":
+            rows.append(src.mean(dim=0))
+        elif how == "random":
+            rows.append(fresh[i].detach().clone())
+        else:
+            rows.append(src[source_types.index(how)])
+    return torch.stack(rows)
 
 
 def freeze_groups(num_layers: int) -> list[tuple[str, ...]]:

@@ -12,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mlptl import metrics as M
@@ -28,9 +29,11 @@ from mlptl.report.tables import (
     analyse,
     cell_table,
     ci_table,
+    element_inits,
     fmt,
     fmt_ci,
     fmt_p,
+    forgetting_table,
     headline_metrics_of,
     pairs_matrix,
     sources_table,
@@ -140,7 +143,8 @@ def _group_columns(final: pd.DataFrame, prefix: str) -> list[str]:
 
 
 def _blocks(study: str, df: pd.DataFrame, table: pd.DataFrame, final: pd.DataFrame, analyses: list[Analysis],
-            text: str, plots: list[str], n_boot: int, reps_note: str, selection: str | None) -> list[Block]:
+            text: str, plots: list[str], n_boot: int, reps_note: str, selection: str | None,
+            chemistry: list[Block] = ()) -> list[Block]:
     spent, budget = table.epochs_spent.sum(), table.epochs_budget.sum()
     b: list[Block] = [("h1", f"Study report: {study}"), ("answer", text)]
     b.append(("p", f"{len(df)} trial runs; search: {int(table.trials.sum())} trials, {int(table.pruned.sum())} pruned, "
@@ -148,6 +152,7 @@ def _blocks(study: str, df: pd.DataFrame, table: pd.DataFrame, final: pd.DataFra
                    f"({(1 - spent / budget) * 100 if budget else 0:.0f}% saved by pruning). Final phase: {len(final)} "
                    "finished re-trainings. Force errors in eV/Å on the test set."))
     b += [("p", note) for note in _search_notes(df)]
+    b += list(chemistry)
     if len(analyses) > 1:
         b += [("h2", "Source elements, ranked by data savings"), ("table", sources_table(analyses))]
     b += [("h2", "Test force error per cell (final replicates)"), ("table", _cells_view(analyses))]
@@ -185,6 +190,18 @@ def _blocks(study: str, df: pd.DataFrame, table: pd.DataFrame, final: pd.DataFra
     return b
 
 
+def _chemistry_blocks(final: pd.DataFrame, forgetting: pd.DataFrame) -> list[Block]:
+    """How transfer started each target element, and (extend mode) what the source chemistry lost."""
+    b: list[Block] = []
+    if inits := element_inits(final):
+        b.append(("p", "Transfer started the target elements as: "
+                       + "; ".join(f"{cell}: {how}" for cell, how in sorted(inits.items())) + "."))
+    if not forgetting.empty:
+        b += [("h2", "Forgetting: force MAE on the source's own test frames (eV/Å; final replicates)"),
+              ("table", _forgetting_view(forgetting))]
+    return b
+
+
 def _methods(n_boot: int, reps_note: str, selection: str | None) -> str:
     return (
         f"Selection: {selection_note(selection)} Replicates: {reps_note} "
@@ -212,12 +229,39 @@ def _prepare(df: pd.DataFrame, n_boot: int, seed: int):
     analyses = analyse(final, n_boot=n_boot, seed=seed)
     element = str(final["element"].dropna().iloc[0]) if "element" in final and final["element"].notna().any() else None
     selection = _selection_metric(final)
-    return final, reps, analyses, answer(analyses, reps, element, selection), selection
+    forgetting = forgetting_table(final, n_boot=n_boot, seed=seed)
+    text = answer(analyses, reps, element, selection, forgetting=forgetting)
+    return final, reps, analyses, text, selection, forgetting
 
 
 def answer_text(runs_df: pd.DataFrame, n_boot: int = S.N_BOOT, seed: int = 0) -> str:
     """The report's first paragraph for runs from :func:`load_runs`, without writing anything."""
     return _prepare(runs_df, n_boot, seed)[3]
+
+
+def _forgetting_view(t: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        **({"source": t.source} if "source" in t else {}),
+        "train frames": t.train_size, "replicates": t.replicates, "extended model": t.extended.map(fmt),
+        "95% CI": [fmt_ci(lo, hi) for lo, hi in zip(t.ci_low, t.ci_high)], "source model": t.source_model.map(fmt),
+        "ratio": t.ratio.map(fmt), "ratio 95% CI": [fmt_ci(lo, hi) for lo, hi in zip(t.ratio_ci_low, t.ratio_ci_high)],
+    })
+
+
+def _forgetting_metrics(t: pd.DataFrame, headline_size) -> dict[str, float]:
+    out = {}
+    for r in t.itertuples():
+        for k, v in (("forgetting_ratio", r.ratio), ("forgetting_ratio.ci_low", r.ratio_ci_low),
+                     ("forgetting_ratio.ci_high", r.ratio_ci_high), ("source_forces_mae", r.extended),
+                     ("source_model_forces_mae", r.source_model)):
+            name, _, rest = k.partition(".")
+            keys = [f"{name}.n{r.train_size}" + (f".{rest}" if rest else "")]
+            if r.train_size == headline_size:
+                keys.append(k)
+            for key in keys:
+                if pd.notna(v) and np.isfinite(v):
+                    out[key] = float(v)
+    return out
 
 
 def build_report(tracking_uri: str, study: str, out: str | Path, n_boot: int = S.N_BOOT, seed: int = 0) -> Path:
@@ -228,7 +272,7 @@ def build_report(tracking_uri: str, study: str, out: str | Path, n_boot: int = S
     if df.empty:
         raise InputError(f"study {study!r} has no trial runs yet")
     table = cell_table(df)
-    final, reps, analyses, text, selection = _prepare(df, n_boot, seed)
+    final, reps, analyses, text, selection, forgetting = _prepare(df, n_boot, seed)
 
     table.to_csv(out / "cells.csv", index=False)
     keep = [c for c in ["trial_key", "cell", "phase", "status", "init", "source", "train_size", "replicate", "lr",
@@ -239,10 +283,14 @@ def build_report(tracking_uri: str, study: str, out: str | Path, n_boot: int = S
         file = {"cells": "cell_stats", "paired": "paired_tests", "fits": "learning_curve_fits", "pairs": "headline_pairs"}
         _stacked(analyses, name).to_csv(out / f"{file.get(name, name)}.csv", index=False)
     headline = headline_metrics_of(analyses)
+    if not forgetting.empty:
+        headline.update(_forgetting_metrics(forgetting, headline.get("headline_train_size")))
+        forgetting.to_csv(out / "forgetting.csv", index=False)
     atomic_write_text(out / HEADLINE_FILE, json.dumps(headline, indent=1, sort_keys=True))
 
     plots = write_plots(df, final, table, analyses, out)
-    blocks = _blocks(study, df, table, final, analyses, text, plots, n_boot, reps.note(), selection)
+    blocks = _blocks(study, df, table, final, analyses, text, plots, n_boot, reps.note(), selection,
+                     _chemistry_blocks(final, forgetting))
     atomic_write_text(out / "report.md", to_markdown(blocks))
     atomic_write_text(out / "report.html", to_html(blocks, f"Study report: {study}", out))
     log.info("report written to %s", out)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 from mlptl import metrics as M
 from mlptl.report import statistics as S
 from mlptl.report.runs import Replicates
 from mlptl.report.tables import Analysis, fmt, fmt_ci, p_is, plural
 
-__all__ = ["answer", "selection_note", "ALPHA"]
+__all__ = ["answer", "selection_note", "forgetting_note", "ALPHA"]
 
 ALPHA = 0.05
 
@@ -118,6 +119,19 @@ def _single(a: Analysis, el: str | None, unit: str) -> str:
             "compared at one size; see the learning curves below.")
 
 
+def forgetting_note(table: pd.DataFrame, n0: int | None, unit: str = "eV/Å") -> str:
+    """Extend mode's forgetting in one sentence, at the headline size (else the smallest measured)."""
+    if table.empty:
+        return ""
+    rows = table[table["train_size"] == n0] if n0 is not None and (table["train_size"] == n0).any() else table.iloc[:1]
+    r = rows.iloc[0]
+    ci = f"95 % CI {fmt_ci(r.ci_low, r.ci_high)}" if np.isfinite(r.ci_low) else "95 % CI n/a"
+    rci = f"{fmt_ci(r.ratio_ci_low, r.ratio_ci_high)}" if np.isfinite(r.ratio_ci_low) else "n/a"
+    return (f"Forgetting: on the source's own test frames, the extended models trained on {int(r.train_size)} target "
+            f"frames have a force MAE of {fmt(r.extended)} {unit} ({ci}) against {fmt(r.source_model)} {unit} for the "
+            f"source model, a ratio of {fmt(r.ratio)} ({rci}; 1 = nothing forgotten, {plural(int(r.replicates), 'replicate')}).")
+
+
 def selection_note(selection: str | None) -> str:
     """What chose the configurations and models; claims about the registry only when the runs record it."""
     if selection:
@@ -127,8 +141,10 @@ def selection_note(selection: str | None) -> str:
             "here are only reported (this store does not record which metric chose the registered models).")
 
 
-def answer(analyses: list[Analysis], reps: Replicates, element: str | None, selection: str | None, unit: str = "eV/Å") -> str:
-    """The first paragraph of the report."""
+def answer(analyses: list[Analysis], reps: Replicates, element: str | None, selection: str | None, unit: str = "eV/Å",
+           forgetting: pd.DataFrame | None = None) -> str:
+    """The first paragraph of the report; ``forgetting`` (:func:`~mlptl.report.tables.forgetting_table`) adds
+    extend mode's figure."""
     if not analyses:
         return "No final-phase run has finished with a test error yet, so there is no answer to report."
     parts: list[str] = []
@@ -148,6 +164,8 @@ def answer(analyses: list[Analysis], reps: Replicates, element: str | None, sele
         parts.append(_savings(a, n0, element))
         if pairs := _pairs(a, n0):
             parts.append(pairs)
+    if forgetting is not None and (note := forgetting_note(forgetting, comparable[0].headline_size if comparable else None, unit)):
+        parts.append(note)
     if not any(len(a.final) for a in analyses):
         return " ".join(parts)
     k_lo, k_hi = reps.per_cell_min, reps.per_cell_max

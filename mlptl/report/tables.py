@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mlptl import metrics as M
+from mlptl import tracking as T
 from mlptl.report import statistics as S
 from mlptl.report.runs import final_frame, for_source, sources
 
@@ -26,6 +27,8 @@ __all__ = [
     "sources_table",
     "ci_table",
     "pairs_matrix",
+    "forgetting_table",
+    "element_inits",
     "markdown",
     "fmt",
     "fmt_ci",
@@ -223,6 +226,39 @@ def pairs_matrix(a: Analysis) -> pd.DataFrame:
     m = p.pivot(index="treatment_size", columns="control_size", values="entry").fillna("")
     m.columns = [f"scratch n={c}" for c in m.columns]
     return m.reset_index().rename(columns={"treatment_size": "transfer n"})
+
+
+# ---------------------------------------------------------------- chemistry: forgetting and initialisation
+def forgetting_table(final: pd.DataFrame, n_boot: int = S.N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """Extend mode: per transfer cell, the extended models' test force MAE on the source's own test frames
+    against the source model's on the same frames, and their ratio (1 = nothing forgotten), mean and 95 %
+    bootstrap CI over replicates. Empty when the runs measured no forgetting."""
+    cols = (M.SOURCE_FORCES_MAE, M.SOURCE_MODEL_FORCES_MAE)
+    if final.empty or not set(cols) <= set(final.columns):
+        return pd.DataFrame()
+    t = final[(final["init"] == TREATMENT)].dropna(subset=list(cols))
+    keys = [k for k in ("source", "train_size") if k in t]
+    rows = []
+    for key, g in t.groupby(keys):
+        key = key if isinstance(key, tuple) else (key,)
+        ext, src = g[cols[0]].astype(float).to_numpy(), g[cols[1]].astype(float).to_numpy()
+        ratio = ext / src
+        lo, hi = S.bootstrap_mean_ci(ext, n_boot=n_boot, seed=seed) if len(ext) > 1 else (math.nan, math.nan)
+        rlo, rhi = S.bootstrap_mean_ci(ratio, n_boot=n_boot, seed=seed) if len(ratio) > 1 else (math.nan, math.nan)
+        rows.append({**dict(zip(keys, key)), "replicates": len(g), "extended": float(ext.mean()), "ci_low": lo,
+                     "ci_high": hi, "source_model": float(src.mean()), "ratio": float(ratio.mean()),
+                     "ratio_ci_low": rlo, "ratio_ci_high": rhi})
+    return pd.DataFrame(rows).sort_values("train_size").reset_index(drop=True) if rows else pd.DataFrame()
+
+
+def element_inits(final: pd.DataFrame) -> dict[str, str]:
+    """Per transfer cell, how its final runs started each target element (the runs' tag), e.g.
+    ``{"transfer-n4": "Cu: copy of Cu; Ni: random"}``; several values are joined with " | "."""
+    col = f"tags.{T.TAG_ELEMENT_INIT}"
+    if final.empty or col not in final:
+        return {}
+    t = final[(final["init"] == TREATMENT) & final[col].notna()]
+    return {cell: " | ".join(sorted(g[col].astype(str).unique())) for cell, g in t.groupby("cell")}
 
 
 # ---------------------------------------------------------------- headline metrics for the MLflow parent run

@@ -1,10 +1,14 @@
 """Studies: definitions (dataclasses), per-cell Optuna search and pruning under Ray Tune, the runner.
 
-A study file builds a :class:`Study` from these dataclasses and runs it with ``mlptl.main(STUDY)``;
+A study file builds a :class:`Study` from these dataclasses (its generated data from a
+:class:`GenerationSpec` for one element or a :class:`MixtureSpec` for alloys and compounds) and runs it
+with ``mlptl.main(STUDY)``;
 :func:`run_study` (the phases, without the report) and :func:`load_study` are here for programs that
 drive studies themselves.
 """
 
+from mlptl.data.generate import GenerationSpec
+from mlptl.data.mixtures import MixtureSpec
 from mlptl.study.spec import (
     Cell,
     DataSource,
@@ -23,6 +27,8 @@ __all__ = [
     "Cell",
     "DataSource",
     "EvaluationSpec",
+    "GenerationSpec",
+    "MixtureSpec",
     "Pretraining",
     "PrunerSpec",
     "Resources",

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlptl import metrics as M
 from mlptl import tracking as T
 from mlptl.train.spec import HISTORY_FILE
 
@@ -136,6 +137,6 @@ class Inputs:
         run.progress.input(f"{src} model", "ready")
         suffix = f".{src}" if len(run.study.sources) > 1 and "transfer" in run.study.inits else ""
         c.set_tag(run.parent_id, T.TAG_PRETRAINED + suffix, str(path))
-        numeric = {f"pretrain_{k}{suffix}": v for k, v in metrics.items() if isinstance(v, int | float) and "." not in k}
+        numeric = {f"{M.PRETRAIN_PREFIX}{k}{suffix}": v for k, v in metrics.items() if isinstance(v, int | float) and "." not in k}
         T.log_metrics(c, run.parent_id, numeric)
         log.info("source model %s ready: %s", src, path)

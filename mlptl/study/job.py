@@ -59,6 +59,8 @@ class TrialJob:
     search_md: SearchStability | None = None
     reuse_run_dir: str | None = None  # a finished search trial this job repeats exactly
     warm_start_from: str | None = None  # the finished study's Optuna study whose configuration this is
+    source: str | None = None  # the source (chemistry) a transfer trial starts from
+    source_test: str | None = None  # the source's own test frames, scored for forgetting (extend mode)
     references: tuple[Any, ...] = field(default=(), metadata=OPAQUE)
 
     @property
@@ -67,8 +69,10 @@ class TrialJob:
 
     @property
     def source_element(self) -> str | None:
-        """The source element of a transfer trial (None for scratch)."""
-        return self.train.source_type if self.train.init == "transfer" else None
+        """The source (element or chemistry) of a transfer trial (None for scratch)."""
+        if self.train.init != "transfer":
+            return None
+        return self.source or self.train.source_type
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)
@@ -94,6 +98,7 @@ class TrialJob:
             "model": t.model if isinstance(t.model, str) else "custom",
             "lr": t.lr,
             "freeze_depth": t.freeze_depth,
+            **({"new_element_init": t.new_element_init} if t.init == "transfer" else {}),
             "lr_schedule": t.lr_schedule,
             "batch_size": t.batch_size,
         }

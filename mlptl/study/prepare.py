@@ -25,8 +25,10 @@ __all__ = ["resolve_data", "pretrain", "pretrain_key"]
 def resolve_data(source: DataSource, cache_dir: Path) -> Path:
     if source.generate is not None:
         from mlptl.data.generate import generate
+        from mlptl.data.mixtures import MixtureSpec, generate_mixture
 
-        return generate(source.generate, cache_dir, progress=False)
+        make = generate_mixture if isinstance(source.generate, MixtureSpec) else generate
+        return make(source.generate, cache_dir, progress=False)
     return source.resolved_path()
 
 

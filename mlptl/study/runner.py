@@ -29,6 +29,7 @@ from mlptl.study.progress import StudyProgress
 from mlptl.study.spec import Cell, StoreLayout, Study
 from mlptl.study.stores import check_stores
 from mlptl.study.trial import RESULT_REASON
+from mlptl.train.spec import split_file
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,14 @@ class _Run:
     ) -> TrialJob:
         """One trial of ``cell``: the study's training run with Optuna's ``params`` for ``replicate``."""
         s = self.study
+        source = cell.source or s.sources[0]
+        pretrained = self.pretrained.get(source)
         train = s.train_spec(cell, params, replicate, data=self.target_data, test_data=self.target_test,
-                             pretrained=self.pretrained.get(cell.source or s.sources[0]), out=self.trial_dir(cell, key))
+                             pretrained=pretrained, out=self.trial_dir(cell, key))
+        source_test = None
+        if phase == "final" and cell.init == "transfer" and s.extends(source) and pretrained is not None:
+            frames = split_file(Path(pretrained).parent, "test")
+            source_test = str(frames) if frames.is_file() else None
         return TrialJob(
             study=s.name, trial_key=key, cell=cell.id, phase=phase, replicate=replicate, train=train,
             tracking_uri=self.uri, experiment_id=self.exp_id, parent_run_id=self.parent_id,
@@ -100,6 +107,7 @@ class _Run:
             evaluation=self.evaluation if phase == "final" else None,
             search_md=s.search_md() if phase == "search" else None,
             reuse_run_dir=reuse_run_dir, warm_start_from=warm_start_from, references=self.references,
+            source=source if cell.init == "transfer" else None, source_test=source_test,
         )
 
 

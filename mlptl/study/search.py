@@ -72,6 +72,8 @@ def distributions(study: Study, cell: Cell) -> dict[str, optuna.distributions.Ba
     d: dict[str, Any] = {"lr": FloatDistribution(s.lr[0], s.lr[1], log=True)}
     if cell.init == "transfer":
         d["freeze_depth"] = CategoricalDistribution(list(s.freeze_depth))
+        if len(s.new_element_init) > 1 and study.new_elements(cell.source or study.sources[0]):
+            d["new_element_init"] = CategoricalDistribution(list(s.new_element_init))
     if len(s.lr_schedule) > 1:
         d["lr_schedule"] = CategoricalDistribution(list(s.lr_schedule))
     if len(s.batch_size) > 1:

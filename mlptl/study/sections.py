@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlptl.data.chemistry import Chemistry
 from mlptl.data.generate import GenerationSpec
+from mlptl.data.mixtures import MixtureSpec
 from mlptl.errors import InputError
 from mlptl.evaluate.properties import PropertyConfig
 from mlptl.evaluate.stability_config import StabilityConfig
 from mlptl.fsutil import expand_path
-from mlptl.model.spec import ModelSpec, model_preset
+from mlptl.model.spec import NEW_ELEMENT_INITS, ModelSpec, model_preset
 from mlptl.study.pruners import PRUNERS
 from mlptl.study.validate import check_field as _check
 from mlptl.study.validate import field_error
@@ -79,14 +81,16 @@ class StoreLayout:
 
 @dataclass(frozen=True)
 class DataSource:
-    """Frames from a file (``path``, ``$VARS`` expanded) or generated from a reference (``generate``).
+    """Frames from a file (``path``, ``$VARS`` expanded) or generated from a reference (``generate``: a
+    :class:`~mlptl.data.generate.GenerationSpec` for one element, a :class:`~mlptl.data.mixtures.MixtureSpec`
+    for alloys and compounds).
 
     ``test_path`` names a separate test file (e.g. mlearn's test.json); otherwise the test set is split
     off the data with the study's split seed, independently of the training size.
     """
 
     path: str | None = None
-    generate: GenerationSpec | None = None
+    generate: GenerationSpec | MixtureSpec | None = None
     test_path: str | None = None
 
     def resolved_path(self) -> Path | None:
@@ -95,11 +99,20 @@ class DataSource:
     def resolved_test_path(self) -> Path | None:
         return expand_path(self.test_path) if self.test_path else None
 
+    @property
+    def generated_chemistry(self) -> Chemistry | None:
+        """The elements ``generate`` makes frames of (None for a file)."""
+        g = self.generate
+        if g is None:
+            return None
+        return g.chemistry if isinstance(g, MixtureSpec) else Chemistry((g.element,))
+
     def check(self, name: str, element: str) -> None:
         if (self.path is None) == (self.generate is None):
             raise _err(name, "give exactly one of path= or generate=")
-        if self.generate is not None and self.generate.element != element:
-            raise _err(name, f"generates {self.generate.element} frames but the study element is {element}")
+        made = self.generated_chemistry
+        if made is not None and made != Chemistry(element):
+            raise _err(name, f"generates {made} frames but the study element is {element}")
         for label, p in (("path", self.resolved_path()), ("test_path", self.resolved_test_path())):
             if p is not None and not p.is_file():
                 raise _err(f"{name}.{label}", f"file not found: {p}")
@@ -144,11 +157,13 @@ class Pretraining:
 class SearchSpace:
     """What Optuna searches per cell. ``lr`` is log-uniform; the rest are categorical choices.
 
-    ``freeze_depth`` applies to transfer cells only; scratch cells have nothing to freeze.
+    ``freeze_depth`` and ``new_element_init`` (how a target element the source lacks starts:
+    :data:`~mlptl.model.spec.NEW_ELEMENT_INITS`) apply to transfer cells only.
     """
 
     lr: tuple[float, float] = (5e-4, 2e-2)
     freeze_depth: tuple[int, ...] = (0, 1, 2)
+    new_element_init: tuple[str, ...] = ("copy",)
     lr_schedule: tuple[str, ...] = ("plateau",)
     batch_size: tuple[int, ...] = (4,)
 
@@ -163,12 +178,15 @@ class SearchSpace:
                f"need positive batch sizes, got {self.batch_size}")
         _check(bool(self.freeze_depth) and all(d >= 0 for d in self.freeze_depth), "search.freeze_depth",
                f"need depths >= 0, got {self.freeze_depth}")
+        _check(bool(self.new_element_init) and set(self.new_element_init) <= set(NEW_ELEMENT_INITS),
+               "search.new_element_init", f"choose from {', '.join(NEW_ELEMENT_INITS)}, got {self.new_element_init}")
 
     def fixed(self, init: str) -> dict[str, Any]:
         """The hyperparameters this space does not search (one choice), as training fields."""
         one = {"lr_schedule": self.lr_schedule, "batch_size": self.batch_size}
         if init == "transfer":
             one["freeze_depth"] = self.freeze_depth
+            one["new_element_init"] = self.new_element_init
         return {k: v[0] for k, v in one.items() if len(v) == 1}
 
 

@@ -59,6 +59,17 @@ SELECTIONS = ("val", "val_stable")
 _err = field_error
 
 
+def _chemistry(text: str, field_name: str):
+    """A study's source or target as a :class:`~mlptl.data.chemistry.Chemistry`, errors naming the field."""
+    from mlptl.data.chemistry import Chemistry
+    from mlptl.errors import InputError
+
+    try:
+        return Chemistry(text)
+    except InputError as e:
+        raise _err(field_name, str(e)) from None
+
+
 def _positive_ints(values: tuple[int, ...], field_name: str) -> None:
     _check(bool(values) and all(int(v) >= 1 for v in values), field_name, f"need positive values, got {values}")
 
@@ -95,6 +106,14 @@ class Study:
     ``target_reference``: the reference potential of the target element used by the evaluation
     (reference RDF, properties); default: the one that generated the target data, none for files.
 
+    Chemistry: the target and each source may be several elements (``target_element="Cu,Ni"``; a source
+    ``"Au-Cu-Ni"``). Elements the source knows start from themselves (extend: Cu -> CuNi; subset: a CuNiAu
+    model -> CuAu); ``element_map`` starts a target element from a named source element (map: SiC -> GeC
+    with ``{"Ge": "Si"}``); any other new element starts as ``search.new_element_init`` says (a copy of the
+    source's only element, the mean of the source's elements, or random), which may be searched like the
+    freeze depth. For extend, every final replicate is also scored on the source's own test frames
+    (forgetting).
+
     Source selection: ``source_element=("Si", "C")`` with ``pretraining={"Si": ..., "C": ...}`` compares
     transfer from each source (cells ``Si-transfer-n10``, ``C-transfer-n10``) against one shared scratch
     baseline; each source is pretrained once, and the report ranks the sources by data-savings factor.
@@ -129,6 +148,7 @@ class Study:
     fixed_subset: bool = False
     selection: str = "val"
     target_reference: str | None = None
+    element_map: dict[str, str] | None = None
     search_stability: SearchStability | None = None
     warm_start: WarmStart | None = None
     compile: bool = False
@@ -137,15 +157,17 @@ class Study:
     description: str = ""
 
     def __post_init__(self) -> None:
-        from ase.data import atomic_numbers
-
         _check(bool(self.name) and not any(c in self.name for c in "/\\:"), "name",
                f"{self.name!r} must be non-empty and contain no '/', '\\' or ':'")
         _check(bool(self.sources), "source_element", "name at least one source element")
-        for el in self.sources:
-            _check(el in atomic_numbers, "source_element", f"unknown element {el!r}")
+        for src in self.sources:
+            _chemistry(src, "source_element")
         _check(len(set(self.sources)) == len(self.sources), "source_element", f"source elements repeat: {self.sources}")
-        _check(self.target_element in atomic_numbers, "target_element", f"unknown element {self.target_element!r}")
+        target = _chemistry(self.target_element, "target_element")
+        for t, src in (self.element_map or {}).items():
+            _check(t in target, "element_map", f"{t!r} is not a target element ({target})")
+            _check(any(src in _chemistry(c, "source_element") for c in self.sources), "element_map",
+                   f"{t} starts from {src!r}, which no source has ({', '.join(self.sources)})")
         _check(bool(self.inits), "inits", "no inits to compare")
         for init in self.inits:
             _check(init in INITS, "inits", f"{init!r} is not one of {INITS}")
@@ -161,6 +183,25 @@ class Study:
             _check(not set(self.search) - set(INITS), "search", f"keys must be inits {INITS}, got {sorted(self.search)}")
 
     # ------------------------------------------------------------ derived
+    @property
+    def target_elements(self) -> tuple[str, ...]:
+        """The target's elements, sorted: its models' type names."""
+        return _chemistry(self.target_element, "target_element").elements
+
+    def source_elements(self, source: str) -> tuple[str, ...]:
+        return _chemistry(source, "source_element").elements
+
+    def extends(self, source: str) -> bool:
+        """Whether the target keeps every element of ``source`` and adds some (extend mode): the case in
+        which the source's own frames measure forgetting."""
+        src, target = set(self.source_elements(source)), set(self.target_elements)
+        return src < target
+
+    def new_elements(self, source: str) -> tuple[str, ...]:
+        """Target elements that neither ``source`` has nor the element map starts from one it has."""
+        src = set(self.source_elements(source))
+        return tuple(t for t in self.target_elements if t not in src and t not in (self.element_map or {}))
+
     @property
     def sources(self) -> tuple[str, ...]:
         s = self.source_element
@@ -226,9 +267,12 @@ class Study:
         data draw and weight seed."""
         source = cell.source or self.sources[0]
         transfer = cell.init == "transfer"
+        one_source_element = len(self.source_elements(source)) == 1
         return TrainSpec(
             element=self.target_element, data=str(data), out=str(out), init=cell.init,
-            pretrained=str(pretrained) if transfer else None, source_type=source if transfer else None,
+            pretrained=str(pretrained) if transfer else None,
+            source_type=source if transfer and one_source_element else None,
+            element_map=self.element_map if transfer else None,
             max_epochs=self.max_epochs, train_size=cell.train_size, val_size=self.val_size, test_size=self.test_size,
             test_data=str(test_data) if test_data else None, train_groups=self.train_groups,
             test_groups=self.test_groups, seed=self.seeds[replicate], split_seed=self.split_seed,

@@ -121,6 +121,11 @@ def _train_and_evaluate(job: TrialJob, on_epoch, timing: dict[str, float]):
     t1 = timing[M.TIME_TRAIN] = time.monotonic() - t0
     element = job.train.element
     metrics = {**result.metrics, **evaluate_test_set(result.model_path, result.test_path, element=element, out=job.run_dir)}
+    if job.source_test is not None:  # forgetting: the extended model on the source's own test frames
+        from mlptl.evaluate.forces import force_errors
+
+        for model, prefix in ((result.model_path, M.SOURCE_PREFIX), (job.train.pretrained, M.SOURCE_MODEL_PREFIX)):
+            metrics.update(force_errors(model, job.source_test, prefix=prefix, by_group=False))
     if job.search_md is not None:
         from mlptl.evaluate.full import md_check
 

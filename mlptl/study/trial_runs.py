@@ -72,4 +72,6 @@ def record_finished(c, run_id: str, result: TrainResult, metrics: dict[str, Any]
     if evaluation_dir.is_dir():
         c.log_artifacts(run_id, str(evaluation_dir), "evaluation")
     c.set_tag(run_id, T.TAG_EPOCHS_RUN, str(result.epochs_run))
+    if result.element_init:
+        c.set_tag(run_id, T.TAG_ELEMENT_INIT, "; ".join(f"{el}: {how}" for el, how in result.element_init.items()))
     T.set_status(c, run_id, "finished")

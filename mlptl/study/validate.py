@@ -45,9 +45,13 @@ def validate_study(s: Study, *, check_data: bool = True) -> None:
             raise _err("compile", f"torch.compile on the CPU needs a C++ compiler: {MISSING_CXX}")
     if s.target_reference is not None:
         from mlptl.data.references import get_reference
+        from mlptl.data.systems import get_system_reference
 
         try:
-            get_reference(s.target_element, s.target_reference)
+            if len(s.target_elements) == 1:
+                get_reference(s.target_element, s.target_reference)
+            else:
+                get_system_reference(s.target_reference, s.target_elements)
         except InputError as e:
             raise _err("target_reference", str(e)) from None
     if s.warm_start is not None:
@@ -115,8 +119,9 @@ def _check_pretraining(s: Study, src: str) -> None:
         from mlptl.model.calculator import model_type_names
 
         types = model_type_names(path)
-        if src not in types:
-            raise _err(f"{where}.pretrained", f"model knows {types}, not the source element {src}")
+        missing = [el for el in s.source_elements(src) if el not in types]
+        if missing:
+            raise _err(f"{where}.pretrained", f"model knows {types}, not the source element(s) {', '.join(missing)}")
         return
     if p.data is None:
         raise _err(where, "give data= to pretrain on, or pretrained= (an existing *.nequip.zip)")
@@ -136,7 +141,10 @@ def _check_sizes(s: Study) -> None:
         from mlptl.data.splits import split_frames
 
         path = s.target_data.resolved_path()
-        frames = read_frames(path)
+        try:
+            frames = read_frames(path, elements=s.target_elements)
+        except InputError as e:
+            raise _err("target_data.path", str(e)) from None
         available = len(frames)
         split = split_frames(
             frames,

@@ -120,6 +120,7 @@ def train(
         test_path=p.paths["test"],
         data_paths=dict(p.paths),
         frozen=p.frozen,
+        element_init=dict(p.element_init),
     )
 
 

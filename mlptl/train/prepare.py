@@ -15,8 +15,8 @@ from mlptl.errors import InputError
 from mlptl.model import _nequip
 from mlptl.model.spec import ModelSpec
 from mlptl.model.transfer import SourceModel
-from mlptl.train.config import data_config, model_config, training_module_config
-from mlptl.train.spec import TrainSpec
+from mlptl.train.config import data_config, model_config, per_element_energy_shifts, training_module_config
+from mlptl.train.spec import SPLITS, TrainSpec, split_file
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,7 @@ def prepare_data(spec: TrainSpec, out: Path) -> dict[str, Path]:
     from mlptl.data.splits import nested_subsets, split_frames
 
     frames = read_frames(spec.data)
-    found = sorted({s for a in frames for s in a.get_chemical_symbols()})
-    if found != [spec.element]:
-        raise InputError(f"expected frames of {spec.element} only, found elements {found}", path=spec.data)
+    _check_chemistry(spec, frames, spec.data)
     common = dict(n_val=spec.val_size, seed=spec.split_seed, train_groups=spec.train_groups, path=spec.data)
     if spec.test_data:
         split = replace(split_frames(frames, n_test=0, **common), test=read_frames(spec.test_data))
@@ -41,12 +39,29 @@ def prepare_data(spec: TrainSpec, out: Path) -> dict[str, Path]:
     if spec.train_size is not None:
         subsets = nested_subsets(split.train, [spec.train_size], seed=spec.training_subset_seed, path=spec.data)
         train = subsets[spec.train_size]
+    if spec.test_data:
+        _check_chemistry(spec, split.test, spec.test_data, all_present=False)
     paths = {}
-    data_dir = out / "data"
-    for name, subset in (("train", train), ("val", split.val), ("test", split.test)):
-        paths[name] = write_frames(subset, data_dir / f"{name}.extxyz")
+    for name, subset in zip(SPLITS, (train, split.val, split.test)):
+        paths[name] = write_frames(subset, split_file(out, name))
     log.info("data: %d train, %d val, %d test frames of %s", len(train), len(split.val), len(split.test), spec.element)
     return paths
+
+
+def _check_chemistry(spec: TrainSpec, frames, path, *, all_present: bool = True) -> None:
+    """Frames hold the spec's elements only, and (training data) every one of them, so each has a shift."""
+    from mlptl.data.readers import validate_frames
+
+    found = sorted({s for a in frames for s in a.get_chemical_symbols()})
+    if len(spec.elements) == 1:
+        if found != [spec.element] and (all_present or set(found) - {spec.element}):
+            raise InputError(f"expected frames of {spec.element} only, found elements {found}", path=path)
+        return
+    validate_frames(frames, path, elements=spec.elements)  # one clear error for a frame outside the chemistry
+    missing = sorted(set(spec.elements) - set(found))
+    if all_present and missing:
+        raise InputError(f"no frame holds {', '.join(missing)} of the chemistry {spec.element}: its energy "
+                         "shift cannot be fitted", path=path)
 
 
 @dataclass
@@ -61,26 +76,24 @@ class Prepared:
     module: Any
     model_spec: ModelSpec
     frozen: list[str]
+    type_map: dict[str, str]
+    element_init: dict[str, str]  # how each element's rows started, in words (transfer only)
 
     @property
     def graph_model(self):
         return _nequip.graph_model(self.module)
 
 
-def _load_checked_source(spec: TrainSpec) -> SourceModel:
-    from mlptl.model.transfer import load_source
+def _load_checked_source(spec: TrainSpec) -> tuple[SourceModel, dict[str, str]]:
+    """The source model and where each target type starts in it (the type map)."""
+    from mlptl.model.transfer import load_source, resolve_type_map
 
     source = load_source(spec.pretrained)
-    if len(source.type_names) != 1 and spec.source_type is None:
-        raise InputError(
-            f"pretrained model has types {source.type_names}: say which one {spec.element} starts from (source_type)",
-            path=spec.pretrained,
-        )
-    src_type = spec.source_type or source.type_names[0]
-    if src_type not in source.type_names:
-        raise InputError(
-            f"pretrained model has no type {src_type!r} (it has {source.type_names})", path=spec.pretrained
-        )
+    try:
+        type_map = resolve_type_map(spec.elements, source.type_names, element_map=spec.element_map,
+                                    new_element_init=spec.new_element_init, source_type=spec.source_type)
+    except InputError as e:
+        raise InputError(str(e), path=spec.pretrained) from None
     depth_max = 1 + source.num_layers
     if spec.freeze_depth > depth_max:
         raise InputError(
@@ -88,21 +101,21 @@ def _load_checked_source(spec: TrainSpec) -> SourceModel:
             f"Allegro layers, so the deepest freeze is {depth_max} (everything but the readout)",
             path=spec.pretrained,
         )
-    return source
+    return source, type_map
 
 
 def prepare(spec: TrainSpec) -> Prepared:
     """Validate, split and write the data, build the model; nothing is trained yet."""
     spec.validate()
     _nequip.require_supported()
-    source = _load_checked_source(spec) if spec.init == "transfer" else None
+    source, type_map = _load_checked_source(spec) if spec.init == "transfer" else (None, {})
     out = Path(spec.out)
     paths = prepare_data(spec, out)
 
     import lightning
     from hydra.utils import instantiate
 
-    from mlptl.model.transfer import copy_source_weights, freeze
+    from mlptl.model.transfer import copy_source_weights, describe_type_map, freeze
 
     _nequip.init_global_state()
     lightning.seed_everything(spec.seed, workers=True, verbose=False)
@@ -113,6 +126,10 @@ def prepare(spec: TrainSpec) -> Prepared:
         k: (v.item() if hasattr(v, "numel") and v.numel() == 1 else v)
         for k, v in datamodule.get_statistics(dataset="train").items()
     }
+    if len(spec.elements) > 1:
+        from mlptl.data.readers import read_frames
+
+        stats["per_element_energy_shifts"] = per_element_energy_shifts(read_frames(paths["train"]), spec.elements)
     model_cfg, mspec = model_config(spec, stats, source)
     tm_cfg = training_module_config(spec, model_cfg)
     info_dict = _nequip.package_info_dict(data_cfg, tm_cfg, spec.to_dict())
@@ -121,9 +138,9 @@ def prepare(spec: TrainSpec) -> Prepared:
     )
     graph = _nequip.graph_model(module)
     if source is not None:
-        src_type = spec.source_type or source.type_names[0]
-        copy_source_weights(graph, source, {spec.element: src_type}, [spec.element])
+        copy_source_weights(graph, source, type_map, list(spec.elements))
     frozen = freeze(graph, spec.freeze_depth, mspec.num_layers)
     if frozen:
         log.info("froze %d parameter tensors (depth %d)", len(frozen), spec.freeze_depth)
-    return Prepared(spec, out, paths, data_cfg, datamodule, module, mspec, frozen)
+    words = describe_type_map(type_map, source.type_names) if source is not None else {}
+    return Prepared(spec, out, paths, data_cfg, datamodule, module, mspec, frozen, type_map, words)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from mlptl.errors import InputError
 from mlptl.model.compiler import MISSING_CXX, cxx_compiler
-from mlptl.model.spec import ModelSpec, model_preset
+from mlptl.model.spec import NEW_ELEMENT_INITS, ModelSpec, model_preset
 from mlptl.serial import from_plain, to_plain
 from mlptl.train.schedules import LR_SCHEDULES
 
@@ -24,6 +24,8 @@ __all__ = [
     "CHECKPOINT_DIR",
     "LAST_CHECKPOINT",
     "BEST_CHECKPOINT",
+    "SPLITS",
+    "split_file",
     "TrainingDiverged",
     "TrainSpec",
     "EpochReport",
@@ -40,6 +42,13 @@ HISTORY_FILE = "history.csv"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 BEST_CHECKPOINT = "best.ckpt"
+#: The splits a run trained, validated and was tested on, as extxyz files below its directory.
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+def split_file(out: str | Path, split: str) -> Path:
+    """The frames of one split (``train``, ``val``, ``test``) of the run in ``out``."""
+    return Path(out) / "data" / f"{split}.extxyz"
 
 
 class TrainingDiverged(RuntimeError):
@@ -59,6 +68,12 @@ class TrainSpec:
     ``split_seed``) orders the training frames, of which a size-N set is the first N, so a 10-frame
     training set lies inside the 50-frame one; a replicate with another subset seed draws other frames.
 
+    ``element`` is the target chemistry: one element (``"Ge"``) or several (``"Cu,Ni"``, ``"CuNi"``: stored
+    as the label ``"Cu-Ni"``); :attr:`elements` are the model's type names. For transfer, ``element_map``
+    says which source element a target element starts from where that is not the element itself (map
+    mode), and ``new_element_init`` how an element the source lacks starts (``copy``: of ``source_type``
+    or the source's only element; ``mean``; ``random``): :func:`mlptl.model.transfer.resolve_type_map`.
+
     ``model`` is a preset name, a :class:`ModelSpec`, or a ModelSpec's ``to_dict()`` (what arrives after
     a spec travelled through JSON, Ray or ``dataclasses.asdict``); a dict becomes a ModelSpec here.
 
@@ -76,6 +91,8 @@ class TrainSpec:
     init: Init = "scratch"
     pretrained: str | None = None
     source_type: str | None = None
+    element_map: dict[str, str] | None = None
+    new_element_init: str = "copy"
     freeze_depth: int = 0
     lr: float = 1e-3
     lr_schedule: str = "plateau"
@@ -103,13 +120,31 @@ class TrainSpec:
             raise InputError(f"model must be a preset name, a ModelSpec or its dict, not {type(self.model).__name__}")
         for name in ("train_groups", "test_groups"):
             object.__setattr__(self, name, _tuple_or_none(getattr(self, name)))
+        from mlptl.data.chemistry import Chemistry, check_element
+
+        if isinstance(self.element, str) and len(self.element) <= 2:
+            check_element(self.element)  # the common case, with its did-you-mean hint
+        chemistry = Chemistry(self.element) if isinstance(self.element, str) else Chemistry(tuple(self.element))
+        object.__setattr__(self, "element", chemistry.label)
+        if self.element_map is not None:
+            object.__setattr__(self, "element_map", {str(k): str(v) for k, v in dict(self.element_map).items()})
         self._check_fields()
 
-    def _check_fields(self) -> None:
-        from ase.data import atomic_numbers
+    @property
+    def elements(self) -> tuple[str, ...]:
+        """The target's elements, sorted: the model's type names."""
+        return tuple(self.element.split("-"))
 
-        if self.element not in atomic_numbers:
-            raise InputError(f"unknown element {self.element!r}")
+    def _check_fields(self) -> None:
+        from mlptl.data.chemistry import check_element
+
+        for t, s in (self.element_map or {}).items():
+            check_element(t, "element in the element map")
+            check_element(s, "source element in the element map")
+            if t not in self.elements:
+                raise InputError(f"element map names {t!r}, which is not a target element ({', '.join(self.elements)})")
+        if self.new_element_init not in NEW_ELEMENT_INITS:
+            raise InputError(f"new element init must be one of {', '.join(NEW_ELEMENT_INITS)}, not {self.new_element_init!r}")
         if self.init not in INITS:
             raise InputError(f"init must be one of {', '.join(INITS)}, not {self.init!r}")
         if self.init == "transfer" and not self.pretrained:
@@ -185,3 +220,4 @@ class TrainResult:
     test_path: Path
     data_paths: dict[str, Path] = field(default_factory=dict)
     frozen: list[str] = field(default_factory=list)
+    element_init: dict[str, str] = field(default_factory=dict)  # transfer: how each element started, in words

@@ -1,0 +1,127 @@
+"""A multi-element study end to end: a study file outside studies/, written with the public API only, extends a
+one-element EMT Cu model to the Cu-Ni alloy under ``mlptl run``, to registered models and a report whose headline
+gives the savings factor with its CI and the forgetting figure. Plus the chemistry's bad inputs, before Ray."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from mlptl.errors import InputError
+from mlptl.study import DataSource, EvaluationSpec, MixtureSpec, Pretraining, SearchSpace, Study
+
+STUDY_FILE = '''
+from mlptl import main
+from mlptl.data.generate import preset
+from mlptl.study import DataSource, EvaluationSpec, MixtureSpec, Pretraining, PrunerSpec, SearchSpace, Study
+
+STUDY = Study(
+    name="cuni_extend",
+    source_element="Cu",
+    target_element="Cu,Ni",
+    pretraining=Pretraining(
+        data=DataSource(generate=preset("tiny", "Cu", reference="emt", frames_per_temperature=8,
+                                        equilibration_steps=40, interval_steps=5)),
+        max_epochs=3, lr=5e-3, val_size=3, test_size=4,
+    ),
+    target_data=DataSource(generate=MixtureSpec(
+        reference="emt", compositions=("Cu0.75Ni0.25", "Cu0.5Ni0.5", "Ni"), temperatures=(300.0,),
+        frames_per_condition=6, supercell=2, equilibration_steps=40, interval_steps=5,
+    )),
+    target_reference="emt",
+    train_sizes=(2, 6),
+    search=SearchSpace(lr=(2e-3, 1e-2), freeze_depth=(0,), new_element_init=("copy", "mean")),
+    trials_per_cell=1,
+    seeds=(0, 1),
+    max_epochs=2,
+    pruner=PrunerSpec(kind="none"),
+    evaluation=EvaluationSpec(stability_temperatures=(), properties=False),
+    val_size=3,
+    test_size=4,
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main(STUDY))
+'''
+
+
+@pytest.fixture(scope="module")
+def extend_study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("multi")
+    path = root / "cuni_extend.py"
+    path.write_text(textwrap.dedent(STUDY_FILE))
+    proc = subprocess.run([sys.executable, "-m", "mlptl.cli", "run", str(path), "--storage", str(root / "st")],
+                          capture_output=True, text=True, timeout=900, cwd=root)
+    return root / "st", proc
+
+
+def test_an_extend_study_runs_to_registered_models_and_a_report(extend_study):
+    store, proc = extend_study
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = (store / "reports" / "cuni_extend" / "report.md").read_text()
+    headline = report.split("\n\n")[1]
+    assert "savings factor 95 % CI" in headline and "Forgetting: on the source's own test frames" in headline
+    metrics = json.loads((store / "reports" / "cuni_extend" / "headline.json").read_text())
+    for key in ("savings_factor", "savings_factor.ci_low", "forgetting_ratio",
+                "forgetting_ratio.ci_low", "source_model_forces_mae"):
+        assert key in metrics, key
+    assert metrics["forgetting_ratio"] > 0
+    assert "Transfer started the target elements as: transfer-n2: Cu: copy of Cu; Ni:" in report
+    for cell in ("scratch-n2", "scratch-n6", "transfer-n2", "transfer-n6"):
+        assert f"models:/cuni_extend-{cell}/1" in proc.stdout
+
+
+def test_the_registered_alloy_model_speaks_both_elements_and_its_runs_record_forgetting(extend_study):
+    import mlflow
+
+    from mlptl.model.calculator import model_type_names
+    from mlptl.tracking import resolve_model_uri
+
+    store, proc = extend_study
+    assert proc.returncode == 0
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    assert model_type_names(resolve_model_uri("models:/cuni_extend-transfer-n2/1", uri)) == ["Cu", "Ni"]
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`mlptl.phase` = 'final'")
+    transfer = runs[runs["params.init"] == "transfer"]
+    assert len(transfer) == 4 and transfer["metrics.source_forces_mae"].notna().all()
+    # The source model scored on the same frames by every replicate: one number.
+    assert transfer["metrics.source_model_forces_mae"].nunique() == 1
+    assert set(transfer["params.new_element_init"]) <= {"copy", "mean"}
+    assert runs[runs["params.init"] == "scratch"]["metrics.source_forces_mae"].isna().all() if \
+        "metrics.source_forces_mae" in runs else True
+
+
+def _study(**kw) -> Study:
+    base = dict(
+        name="x", source_element="Cu", target_element="Cu,Ni",
+        pretraining=Pretraining(data=DataSource(path=__file__)),
+        target_data=DataSource(generate=MixtureSpec(reference="emt", compositions=("Cu0.5Ni0.5",), frames_per_condition=40)),
+        evaluation=EvaluationSpec(stability_temperatures=(), properties=False),
+    )
+    return Study(**{**base, **kw})
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"target_element": "Cu,Qq"}, "study field target_element: unknown element 'Qq'"),
+        ({"element_map": {"Au": "Cu"}}, "study field element_map: 'Au' is not a target element"),
+        ({"element_map": {"Ni": "Au"}}, "study field element_map: Ni starts from 'Au', which no source has"),
+    ],
+)
+def test_a_bad_chemistry_is_one_error_naming_the_field(kw, message):
+    with pytest.raises(InputError, match=message):
+        _study(**kw)
+    with pytest.raises(InputError, match="study field search.new_element_init: choose from copy, mean, random"):
+        SearchSpace(new_element_init=("zero",))
+
+
+def test_data_of_another_chemistry_is_rejected_before_launch(tmp_path):
+    study = _study(target_element="Cu,Au")
+    with pytest.raises(InputError, match="study field target_data: generates Cu-Ni frames but the study element is Cu,Au"):
+        study.validate(check_data=False)
