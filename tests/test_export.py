@@ -132,3 +132,40 @@ def test_export_input_must_be_an_existing_package(models, tmp_path):
         export_model(pkg, pkg, "ase")
     with pytest.raises(InputError, match="no frames"):
         export_differences(pkg, pkg, "ase", [])
+
+
+@pytest.fixture(scope="module")
+def alloy_model(tmp_path_factory):
+    """A one-epoch Cu-Ni model and its test frames (random fcc alloys of three compositions, EMT)."""
+    from mlptl.data.mixtures import MixtureSpec, generate_mixture
+
+    data = generate_mixture(MixtureSpec(reference="emt", compositions=("Cu0.75Ni0.25", "Cu0.5Ni0.5", "Ni"),
+                                        frames_per_condition=3, supercell=2, equilibration_steps=10, interval_steps=5),
+                            tmp_path_factory.mktemp("cache"), progress=False)
+    spec = TrainSpec(element="Cu,Ni", data=str(data), out=str(tmp_path_factory.mktemp("cuni")), max_epochs=1,
+                     train_size=4, val_size=2, test_size=3)
+    return train(spec)
+
+
+@pytest.mark.slow
+def test_a_multi_element_lammps_export_matches_and_states_its_type_order(alloy_model, tmp_path):
+    import subprocess
+    import sys
+
+    from mlptl.data.readers import read_frames
+
+    pkg = alloy_model.model_path
+    out = tmp_path / "cuni.nequip.pt2"
+    r = subprocess.run([sys.executable, "-m", "mlptl.cli", "export", str(pkg), "--format", "lammps", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"pair_coeff * * {out} Cu Ni" in r.stdout
+    frames = read_frames(alloy_model.test_path)
+    assert {s for a in frames for s in a.get_chemical_symbols()} == {"Cu", "Ni"}
+    _assert_matches(export_differences(pkg, out, "lammps", frames))
+    # Swapping the elements of one frame changes the answer: the export tells Cu from Ni.
+    swapped = frames[0].copy()
+    swapped.set_chemical_symbols(["Ni" if s == "Cu" else "Cu" for s in swapped.get_chemical_symbols()])
+    e0, _ = _nequip.pair_allegro_energy_forces(out, frames[0])
+    e1, _ = _nequip.pair_allegro_energy_forces(out, swapped)
+    assert abs(e1 - e0) > 1e-3

@@ -125,3 +125,46 @@ def test_data_of_another_chemistry_is_rejected_before_launch(tmp_path):
     study = _study(target_element="Cu,Au")
     with pytest.raises(InputError, match="study field target_data: generates Cu-Ni frames but the study element is Cu,Au"):
         study.validate(check_data=False)
+
+
+def test_a_system_reference_a_study_file_registers_reaches_a_worker_process(tmp_path):
+    """Ray ships a study's own references to workers pickled (cloudpickle), as a job field; a worker
+    registers them before it labels, evaluates or trains anything. Here the worker is a fresh process."""
+    import runpy
+
+    import cloudpickle
+
+    from mlptl.data import systems
+
+    study_file = tmp_path / "my_study.py"
+    study_file.write_text(textwrap.dedent('''
+        from ase.calculators.emt import EMT
+        from mlptl.data.systems import SystemReference, register_system_reference
+
+        def my_emt():
+            return EMT()
+
+        register_system_reference(SystemReference("my-emt", ("Cu", "Ni"), my_emt,
+                                                  crystals={"Cu": ("fcc", 3.59), "Ni": ("fcc", 3.52)}))
+    '''))
+    try:
+        runpy.run_path(str(study_file), run_name="mlptl_study")
+        shipped = systems.shipped_references()
+        assert [r.name for r in shipped] == ["my-emt"]
+        blob = tmp_path / "refs.pkl"
+        blob.write_bytes(cloudpickle.dumps(shipped))
+        worker = textwrap.dedent(f'''
+            import pickle
+            from ase.build import bulk
+            from mlptl.data.systems import get_system_reference, register_shipped
+            register_shipped(pickle.loads(open({str(blob)!r}, "rb").read()))
+            atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+            atoms[0].symbol = "Ni"
+            atoms.calc = get_system_reference("my-emt", ["Cu", "Ni"]).calculator()
+            print(round(atoms.get_potential_energy(), 6))
+        ''')
+        r = subprocess.run([sys.executable, "-c", worker], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert abs(float(r.stdout.split()[-1])) < 10
+    finally:
+        systems._REGISTRY.pop(("my-emt", "Cu-Ni"), None)

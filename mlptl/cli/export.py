@@ -23,7 +23,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
         from mlptl.model.export import default_export_path
 
         out = Path.cwd() / default_export_path(model, args.format).name
-    print(export_model(model, out, args.format, device=args.device))
+    exported = export_model(model, out, args.format, device=args.device)
+    print(exported)
+    from mlptl.model.calculator import model_type_names
+    from mlptl.model.export import usage
+
+    for line in usage(exported, args.format, model_type_names(model)):
+        print(f"  {line}")
     return 0
 
 

@@ -51,6 +51,8 @@ __all__ = [
     "TERSOFF_SI_GE",
     "get_system_reference",
     "register_system_reference",
+    "register_shipped",
+    "shipped_references",
     "system_reference_names",
     "system_references",
     "tersoff_si_ge",
@@ -367,3 +369,24 @@ _EMT = SystemReference(
 
 for _ref in (_TERSOFF_SIC, _TERSOFF_SIGE, _ERHART_ALBE_SIC, _EMT):
     register_system_reference(_ref)
+_LIBRARY_SYSTEM_KEYS = frozenset(_REGISTRY)
+
+
+def shipped_references() -> tuple:
+    """The references this process registered beyond mlptl's library, one-element and system ones: what a
+    study ships to its Ray workers (other processes, on other nodes, that get only the library)."""
+    from mlptl.data.references import user_references
+
+    systems = [ref for key, ref in sorted(_REGISTRY.items()) if key not in _LIBRARY_SYSTEM_KEYS]
+    return (*user_references(), *systems)
+
+
+def register_shipped(refs) -> None:
+    """In a worker: register what :func:`shipped_references` collected in the driver."""
+    from mlptl.data import references
+
+    for ref in refs:
+        if isinstance(ref, SystemReference):
+            register_system_reference(ref, replace=True)
+        else:
+            references.register_shipped([ref])

@@ -27,7 +27,7 @@ from mlptl.model.compiler import MISSING_CXX, cxx_compiler
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FORMATS", "export_model", "default_export_path", "export_differences"]
+__all__ = ["FORMATS", "export_model", "default_export_path", "export_differences", "usage"]
 
 #: Format -> (accepted output suffixes, what reads it).
 FORMATS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -87,7 +87,7 @@ def export_model(model_path: str | Path, out: str | Path | None = None, fmt: str
     """Write ``model_path`` (a package) as ``fmt`` to ``out`` (default :func:`default_export_path`).
 
     "lammps": AOTInductor for pair_style allegro (``pair_style allegro`` / ``pair_coeff * * OUT.nequip.pt2
-    Ge`` in LAMMPS). "ase": AOTInductor for ``nequip.integrations.ase.NequIPCalculator.from_compiled_model``
+    Cu Ni`` in LAMMPS, the elements as :func:`usage` lists them). "ase": AOTInductor for ``nequip.integrations.ase.NequIPCalculator.from_compiled_model``
     and ``mlptl.model.calculator.load_calculator`` if ``out`` ends ``.nequip.pt2``, or a copy of the package
     (eager) if it ends ``.nequip.zip``. "torchscript": ``.nequip.pth`` (torch < 2.10 only). Compiling takes
     about a minute of one CPU core and a C++ compiler; the file runs on ``device`` only. Bad input is an
@@ -105,6 +105,20 @@ def export_model(model_path: str | Path, out: str | Path | None = None, fmt: str
         _nequip.compile_model(model_path, out, mode="aotinductor", target=target, device=device)
     log.info("exported %s as %s: %s", model_path, fmt, out)
     return out
+
+
+def usage(exported: str | Path, fmt: str, type_names: Sequence[str]) -> list[str]:
+    """How to load an exported file, with the model's elements in its own type order (a multi-element model
+    in LAMMPS needs one element name per atom type on the ``pair_coeff`` line)."""
+    names = " ".join(type_names)
+    if fmt == "lammps":
+        return ["pair_style allegro", f"pair_coeff * * {exported} {names}",
+                f"# one element per LAMMPS atom type, in your data file's type order; this model knows {names}"]
+    if fmt == "torchscript":
+        return [f"# a TorchScript model of {names}: nequip's calculators or an older pair_allegro"]
+    if str(exported).endswith(_PACKAGE):
+        return [f"mlptl.model.calculator.load_calculator('{exported}', '{','.join(type_names)}')  # eager; knows {names}"]
+    return [f"NequIPCalculator.from_compiled_model('{exported}', chemical_species_to_atom_type_map=True)  # knows {names}"]
 
 
 def _predict(path: Path, fmt: str, frames: Sequence) -> list[tuple[float, np.ndarray]]:

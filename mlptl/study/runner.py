@@ -179,11 +179,11 @@ def _open(study: Study, resume: bool) -> _Run:
         c.update_run(parent_id, status="RUNNING")
         c.set_tag(parent_id, T.TAG_STATUS, "running")
         log.info("resuming study %s (run %s)", study.name, parent_id)
-    from mlptl.data.references import user_references
+    from mlptl.data.systems import shipped_references
 
-    refs = tuple(user_references())
+    refs = shipped_references()
     if refs:
-        log.info("shipping %d study references to the workers: %s", len(refs), ", ".join(f"{r.element}/{r.name}" for r in refs))
+        log.info("shipping %d study references to the workers: %s", len(refs), ", ".join(f"{getattr(r, 'element', None) or r.chemistry}/{r.name}" for r in refs))
     return _Run(study, storage, uri, c, exp_id, parent_id, time.time(), references=refs)
 
 

@@ -54,7 +54,7 @@ def run_trial(config: dict[str, Any]) -> None:
     done = finished_run(c, job)
     if done is not None:
         return _report_recorded(job, done)
-    from mlptl.data.references import register_shipped
+    from mlptl.data.systems import register_shipped
 
     register_shipped(job.references)
     torch.set_num_threads(max(1, int(job.cpus)))

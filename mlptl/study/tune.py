@@ -35,7 +35,7 @@ def init_ray() -> None:
 
 
 def _with_references(references, func, *args, **kwargs):
-    from mlptl.data.references import register_shipped
+    from mlptl.data.systems import register_shipped
 
     register_shipped(references)
     return func(*args, **kwargs)

@@ -80,6 +80,9 @@ def validate_study(s: Study, *, check_data: bool = True) -> None:
                 f"{list(depths)} out of range: the source model has "
                 f"{depth_max - 1} Allegro layers, so depths run from 0 to {depth_max}",
             )
+    if s.search_stability is not None and len(s.target_elements) > 1:
+        raise _err("search_stability", f"the search's MD check is for one-element targets; {s.target_element} is "
+                   "checked in the final evaluation instead (leave search_stability=None)")
     s.target_data.check("target_data", s.target_element)
     if s.test_size < 1 and not s.target_data.test_path:
         raise _err("test_size", "must be at least 1 unless target_data names a test_path")
