@@ -127,3 +127,6 @@ ALLOY_E_MIX = "alloy_e_mix"
 ALLOY_A0 = "alloy_a0"
 ALLOY_E_MIX_MAE = "alloy_e_mix_mae"
 ALLOY_A0_MAE = "alloy_a0_mae"
+# Partial-RDF distance of a model's alloy MD from its reference's, per composition and element pair
+# (``alloy_rdf_distance.comp_Cu0.5Ni0.5.pair_Cu-Ni``).
+ALLOY_RDF_DISTANCE = "alloy_rdf_distance"

@@ -39,7 +39,7 @@ STUDY = Study(
     seeds=(0, 1),
     max_epochs=2,
     pruner=PrunerSpec(kind="none"),
-    evaluation=EvaluationSpec(stability_temperatures=(), properties=False),
+    evaluation=EvaluationSpec(stability_temperatures=(), properties=True),
     val_size=3,
     test_size=4,
 )
@@ -71,6 +71,7 @@ def test_an_extend_study_runs_to_registered_models_and_a_report(extend_study):
         assert key in metrics, key
     assert metrics["forgetting_ratio"] > 0
     assert "Transfer started the target elements as: transfer-n2: Cu: copy of Cu; Ni:" in report
+    assert "## Alloy properties against the reference" in report
     for cell in ("scratch-n2", "scratch-n6", "transfer-n2", "transfer-n6"):
         assert f"models:/cuni_extend-{cell}/1" in proc.stdout
 
@@ -92,6 +93,11 @@ def test_the_registered_alloy_model_speaks_both_elements_and_its_runs_record_for
     # The source model scored on the same frames by every replicate: one number.
     assert transfer["metrics.source_model_forces_mae"].nunique() == 1
     assert set(transfer["params.new_element_init"]) <= {"copy", "mean"}
+    final = runs[runs["params.phase"] == "final"]
+    # Per element and per composition test errors, and the alloy properties against EMT, on every final run.
+    for col in ("metrics.test_forces_mae.el_Ni", "metrics.test_forces_mae.comp_Cu0.5Ni0.5", "metrics.alloy_e_mix_mae",
+                "metrics.alloy_a0_mae"):
+        assert final[col].notna().all(), col
     assert runs[runs["params.init"] == "scratch"]["metrics.source_forces_mae"].isna().all() if \
         "metrics.source_forces_mae" in runs else True
 

@@ -2,7 +2,9 @@
 
 Errors are computed from the packaged model through its ASE calculator, the same path MD takes, so a
 number here describes the artifact a user downloads, not a training-time object. Force errors are over
-Cartesian components (as nequip reports them); energy errors are per atom.
+Cartesian components (as nequip reports them); energy errors are per atom. Frames of several elements
+also get force errors per element (over that element's atoms) and, with several compositions, all errors
+per composition (over its temperatures); the key names are :mod:`mlptl.metrics`'.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import numpy as np
 from ase.calculators.calculator import Calculator
 
 from mlptl import metrics as M
-from mlptl.data.frames import group_of
+from mlptl.data.chemistry import Chemistry
+from mlptl.data.frames import composition_of, group_of
 from mlptl.fsutil import atomic_write_text
 from mlptl.train.spec import METRICS_FILE
 
@@ -39,6 +42,21 @@ def _errors(pairs) -> dict[str, float]:
     }
 
 
+def _element_errors(pairs, symbols) -> dict[str, dict[str, float]]:
+    """Force MAE/RMSE over the components of each element's atoms, and how many atoms that is."""
+    diffs: dict[str, list[np.ndarray]] = defaultdict(list)
+    for (_, fp, _, fr, _), syms in zip(pairs, symbols):
+        d = np.asarray(fp) - np.asarray(fr)
+        for el in set(syms):
+            diffs[el].append(d[syms == el].ravel())
+    out = {}
+    for el, parts in sorted(diffs.items()):
+        df = np.concatenate(parts)
+        out[el] = {"forces_mae": float(np.mean(np.abs(df))), "forces_rmse": float(np.sqrt(np.mean(df**2))),
+                   "n_atoms": float(df.size // 3)}
+    return out
+
+
 def force_errors(
     model: str | Path | Calculator,
     frames,
@@ -49,7 +67,11 @@ def force_errors(
 ) -> dict[str, float]:
     """Errors of ``model`` (a package path or a calculator) on ``frames`` (a list or a file).
 
-    Keys: ``{prefix}_forces_mae`` etc., and per group ``{prefix}_forces_mae.{group}``.
+    Keys: ``{prefix}_forces_mae`` etc., and per group ``{prefix}_forces_mae.{group}``. Frames of more than
+    one element add ``{prefix}_forces_mae.el_Cu``, ``{prefix}_forces_rmse.el_Cu`` and ``{prefix}_n_atoms.el_Cu``
+    per element, and (with ``by_group``) frames of more than one composition all errors per composition
+    (``{prefix}_forces_mae.comp_Cu0.5Ni0.5``). ``element`` (a symbol or a chemistry such as ``"Cu-Ni"``)
+    adds to the frames' own elements what a model file must know.
     """
     from mlptl.data.readers import read_frames
 
@@ -60,21 +82,34 @@ def force_errors(
     else:
         from mlptl.model.calculator import load_calculator
 
-        el = element or sorted({s for a in frames for s in a.get_chemical_symbols()})[0]
-        calc = load_calculator(model, el)
+        have = {s for a in frames for s in a.get_chemical_symbols()}
+        if element is not None:
+            have |= set(Chemistry.parse(element) if isinstance(element, str) else Chemistry(element))
+        calc = load_calculator(model, Chemistry(tuple(have)).label)
     from mlptl.model.calculator import predict
 
     preds = predict(calc, frames)
-    pairs, groups = [], defaultdict(list)
+    pairs, groups, comps, symbols = [], defaultdict(list), defaultdict(list), []
     for atoms, (e, f) in zip(frames, preds):
         item = (e, f, float(atoms.get_potential_energy()), np.asarray(atoms.get_forces()), len(atoms))
         pairs.append(item)
+        symbols.append(np.asarray(atoms.get_chemical_symbols()))
         groups[group_of(atoms)].append(item)
     out = {f"{prefix}_{k}": v for k, v in _errors(pairs).items()}
     if by_group and len(groups) > 1:
         for g, items in sorted(groups.items()):
             for k, v in _errors(items).items():
                 out[M.group_metric(f"{prefix}_{k}", g)] = v
+    if len({s for syms in symbols for s in set(syms)}) > 1:
+        for el, errs in _element_errors(pairs, symbols).items():
+            for k, v in errs.items():
+                out[M.element_metric(f"{prefix}_{k}", el)] = v
+        for atoms, item in zip(frames, pairs):
+            comps[composition_of(atoms)].append(item)
+        if by_group and len(comps) > 1:
+            for c, items in sorted(comps.items()):
+                for k, v in _errors(items).items():
+                    out[M.composition_metric(f"{prefix}_{k}", c)] = v
     return out
 
 

@@ -3,21 +3,34 @@
 Returns flat metrics for MLflow (``stability_stable_fraction.T900``, ``prop_C11`` ...) and writes the
 JSON details and plots into a directory that the trial logs as artifacts. The reference potential is
 the study's for the target element, passed by name; without one (DFT data) stability needs the crystal
-to start from and runs without the RDF criterion, and properties are not compared with a reference.
+to start from and runs without the RDF criterion, and properties are not compared with a reference. A
+model of several elements (``element`` a chemistry such as ``"Cu-Ni"``) is evaluated on alloys instead:
+mixing energies, lattice constants and partial RDFs against a system reference (:mod:`mlptl.evaluate.alloys`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ase import Atoms
 
 from mlptl import metrics as M
+from mlptl.data.chemistry import Chemistry, Composition
 from mlptl.data.references import get_reference
+from mlptl.data.systems import get_system_reference
 from mlptl.errors import InputError
+from mlptl.evaluate.alloys import (
+    alloy_metrics,
+    alloy_properties,
+    alloy_structure,
+    compare_alloy_properties,
+    compare_alloy_structure,
+    default_compositions,
+)
 from mlptl.evaluate.plots import plot_stability
 from mlptl.evaluate.properties import PropertyConfig, compare_properties, compute_properties
 from mlptl.evaluate.stability import run_stability
@@ -48,6 +61,7 @@ def evaluate_model(
     reference: str | None,
     cache_dir: str | Path | None = None,
     initial: Atoms | None = None,
+    compositions: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Stability (under ``stability``'s protocol) and properties (under ``properties``') of the packaged
     model at ``model_path`` for ``element``; None skips either.
@@ -56,9 +70,17 @@ def evaluate_model(
     properties compared with); None means there is none, and then ``initial`` (a conventional cell)
     must be given for anything to run. The reference RDF is cached in ``cache_dir``. What was skipped
     and why goes to ``out_dir/evaluation.json``.
+
+    ``element`` may name several elements (``"Cu-Ni"``): then ``reference`` names a system reference and
+    ``properties`` (if not None) runs the alloy properties at ``compositions`` (default
+    :func:`~mlptl.evaluate.alloys.default_compositions`) instead; single-element stability is skipped.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    chem = Chemistry.parse(element) if isinstance(element, str) else Chemistry(element)
+    if len(chem) > 1:
+        return _evaluate_alloys(model_path, chem, out, stability=stability, properties=properties,
+                                reference=reference, compositions=compositions)
     metrics: dict[str, float] = {}
     notes: list[str] = []
     if reference is None and initial is None:
@@ -106,6 +128,61 @@ def evaluate_model(
         notes.extend(props["notes"])
         _write_json(out / "properties.json", props)
     _write_json(out / "evaluation.json", {"element": element, "reference": reference, "notes": notes})
+    return metrics
+
+
+def _evaluate_alloys(
+    model_path: str | Path, chem: Chemistry, out: Path, *, stability: StabilityConfig | None,
+    properties: PropertyConfig | None, reference: str | None, compositions: Sequence[str] | None,
+) -> dict[str, float]:
+    """:func:`evaluate_model` for a model of several elements: alloy properties and partial RDFs."""
+    comps = [Composition.coerce(c).label for c in (compositions or default_compositions(chem))]
+    outside = sorted({el for c in comps for el in Composition.parse(c).elements} - set(chem))
+    if outside:
+        raise InputError(f"compositions {comps} name elements outside {chem}: {', '.join(outside)}")
+    metrics: dict[str, float] = {}
+    notes: list[str] = []
+    if stability is not None:
+        notes.append(f"MD stability is single-element: skipped for {chem} (partial RDFs run with the properties)")
+        log.info("%s", notes[-1])
+    if reference is None:
+        notes.append(f"no reference potential for {chem}: alloy properties skipped")
+        log.warning("%s", notes[-1])
+    elif properties is not None:
+        ref = get_system_reference(reference, chem)
+        calc = load_calculator(model_path, chem.label)
+        ref_props = alloy_properties(ref.calculator(), ref, comps)
+        details: dict[str, Any] = {"reference": ref_props}
+        try:
+            props = alloy_properties(calc, ref, comps)
+        except InputError as e:  # the model's own failure: noted, the trial stands
+            log.warning("alloy properties of %s: %s", model_path, e)
+            notes.append(f"alloy properties not computed: {e}")
+            props = None
+        if props is not None:
+            errors = compare_alloy_properties(props, ref_props)
+            metrics.update(alloy_metrics(props, errors))
+            details.update(model=props, errors=errors)
+            notes.extend(props["notes"])
+        if properties.md_steps > 0:
+
+            def factory():
+                calc.reset()
+                return calc
+
+            details["structure"] = structure = {}
+            for c in comps:
+                a0 = ref_props["compositions"][c]["a0"]
+                m = alloy_structure(factory, ref, c, properties, a0=a0)
+                r = alloy_structure(ref.calculator, ref, c, properties, a0=a0)
+                d = compare_alloy_structure(m, r)
+                structure[c] = {"model": m, "reference": r, "rdf_distance": d}
+                for pair, v in d.items():
+                    if v is not None:
+                        metrics[M.pair_metric(M.composition_metric(M.ALLOY_RDF_DISTANCE, c), *pair.split("-"))] = v
+        _write_json(out / "alloys.json", details)
+    _write_json(out / "evaluation.json", {"element": chem.label, "reference": reference, "compositions": comps,
+                                          "notes": notes})
     return metrics
 
 

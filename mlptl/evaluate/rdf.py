@@ -16,7 +16,7 @@ from matscipy.neighbours import neighbour_list
 
 from mlptl.errors import InputError
 
-__all__ = ["RDFGrid", "rdf", "rdf_distance", "on_grid"]
+__all__ = ["RDFGrid", "rdf", "partial_rdf", "partial_rdfs", "rdf_distance", "on_grid"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,21 @@ class RDFGrid:
     def frame(self, atoms: Atoms) -> np.ndarray:
         return self.g(neighbour_list("d", atoms, self.rmax), len(atoms), atoms.get_volume())
 
+    def partial(self, atoms: Atoms, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], np.ndarray]:
+        """g_ab(r) of one frame for each (a, b) in ``pairs``: the b atoms around an a atom, over b's mean
+        density, so that g = sum over ordered pairs of x_a x_b g_ab; pairs absent from the frame are left out."""
+        i, j, d = neighbour_list("ijd", atoms, self.rmax)
+        symbols = np.asarray(atoms.get_chemical_symbols())
+        si, sj = symbols[i], symbols[j]
+        volume = atoms.get_volume()
+        out = {}
+        for a, b in pairs:
+            na, nb = int(np.sum(symbols == a)), int(np.sum(symbols == b))
+            if na and nb:
+                counts, _ = np.histogram(d[(si == a) & (sj == b)], bins=self.edges)
+                out[(a, b)] = counts / (na * (nb / volume) * self.shell)
+        return out
+
 
 def rdf(images: Atoms | Iterable[Atoms], rmax: float, nbins: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """Radial distribution function averaged over images: ``(r, g)`` at bin centres.
@@ -66,6 +81,39 @@ def rdf(images: Atoms | Iterable[Atoms], rmax: float, nbins: int = 100) -> tuple
     if n == 0:
         raise InputError("no frames to compute an RDF from")
     return grid.r, g / n
+
+
+def partial_rdfs(
+    images: Atoms | Iterable[Atoms], rmax: float, nbins: int = 100, pairs: Iterable[tuple[str, str]] | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Partial RDFs g_ab(r) averaged over images, keyed ``"a-b"`` (elements sorted; g_ab = g_ba): every
+    pair of the images' elements, or ``pairs``. Same grid and normalisation as :func:`rdf`; each is the
+    mean over the images holding both elements (an InputError if none does)."""
+    images = [images] if isinstance(images, Atoms) else list(images)
+    if not images:
+        raise InputError("no frames to compute an RDF from")
+    if pairs is None:
+        elements = sorted({s for atoms in images for s in atoms.get_chemical_symbols()})
+        pairs = [(a, b) for k, a in enumerate(elements) for b in elements[k:]]
+    pairs = sorted({tuple(sorted(p)) for p in pairs})
+    grid = RDFGrid(float(rmax), int(nbins))
+    sums = {p: np.zeros(grid.nbins) for p in pairs}
+    counts = dict.fromkeys(pairs, 0)
+    for atoms in images:
+        for p, g in grid.partial(atoms, pairs).items():
+            sums[p] += g
+            counts[p] += 1
+    missing = [f"{a}-{b}" for (a, b), n in counts.items() if n == 0]
+    if missing:
+        raise InputError(f"no frame holds both elements of pair(s) {', '.join(missing)}")
+    return grid.r, {f"{a}-{b}": sums[(a, b)] / counts[(a, b)] for a, b in pairs}
+
+
+def partial_rdf(images: Atoms | Iterable[Atoms], a: str, b: str, rmax: float, nbins: int = 100
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """g_ab(r) averaged over images: ``(r, g)`` at bin centres (see :func:`partial_rdfs`)."""
+    r, gs = partial_rdfs(images, rmax, nbins, pairs=[(a, b)])
+    return r, gs["-".join(sorted((a, b)))]
 
 
 def rdf_distance(r: np.ndarray, g: np.ndarray, g_ref: np.ndarray) -> float:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from ase.calculators.calculator import Calculator
 
+from mlptl.data.chemistry import Chemistry
 from mlptl.data.references import is_import_name, known_references, reference_calculator
+from mlptl.data.systems import get_system_reference, system_references
 from mlptl.errors import InputError
 from mlptl.model import _nequip
 
@@ -58,20 +61,35 @@ def model_type_names(path: str | Path, calc: Calculator | None = None) -> list[s
     return _nequip.package_type_names(path)
 
 
-def load_calculator(model: str | os.PathLike, element: str) -> Calculator:
-    """``model`` is a registered reference name for ``element`` (e.g. ``sw``) or a path to a package."""
+def load_calculator(model: str | os.PathLike, element: str | Chemistry | Iterable[str]) -> Calculator:
+    """``model`` is a reference name (e.g. ``sw``; for several elements a system reference such as ``emt``)
+    or a path to a model file, which must know every element of ``element``: a symbol, or a chemistry
+    (``"Cu-Ni"``, ``"Cu,Ni"``, a :class:`~mlptl.data.chemistry.Chemistry` or a list of symbols)."""
+    chem = Chemistry.parse(element) if isinstance(element, str) else element
+    chem = chem if isinstance(chem, Chemistry) else Chemistry(tuple(chem))
     s = str(model)
-    if (element, s) in known_references() or is_import_name(s):
-        return reference_calculator(element, s)
+    systems = {r.name for r in system_references()}
+    if len(chem) == 1:
+        (el,) = chem.elements
+        if (el, s) in known_references() or is_import_name(s):
+            return reference_calculator(el, s)
+    elif is_import_name(s):
+        raise InputError(f"reference {s!r} is imported per element: it cannot label {chem} (name a system "
+                         f"reference: {', '.join(sorted(systems))})")
+    if s in systems and not Path(s).exists():
+        return get_system_reference(s, chem).calculator()
     if not s.endswith(MODEL_SUFFIXES) and not Path(s).exists():
-        names = sorted({n for _, n in known_references()})
+        names = sorted({n for _, n in known_references()} | systems)
         raise InputError(
             f"{s!r} is neither a model file nor a reference potential (references: {', '.join(names)})"
         )
     calc = nequip_calculator(s)
     types = model_type_names(s, calc)
-    if element not in types:
-        raise InputError(f"this model knows elements {types}, not {element!r}", path=s)
+    missing = [el for el in chem.elements if el not in types]
+    if missing:
+        unknown = repr(missing[0]) if len(missing) == 1 else str(missing)
+        unknown += f" (asked for {chem})" if len(chem) > 1 else ""
+        raise InputError(f"this model knows elements {types}, not {unknown}", path=s)
     return calc
 
 

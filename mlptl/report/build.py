@@ -184,6 +184,11 @@ def _blocks(study: str, df: pd.DataFrame, table: pd.DataFrame, final: pd.DataFra
               ("table", ci_table(final, stab, n_boot))]
         if "stability.png" in plots:
             b.append(("img", "stability.png"))
+    alloy = [c for c in (M.ALLOY_E_MIX_MAE, M.ALLOY_A0_MAE) if c in final and final[c].notna().any()]
+    if alloy:
+        b += [("h2", "Alloy properties against the reference (mixing energy in meV/atom, lattice constant in Å; "
+                     "mean absolute error over compositions, mean [95% CI] over replicates)"),
+              ("table", ci_table(final, alloy + _group_columns(final, f"{M.ALLOY_E_MIX}.comp_"), n_boot))]
     b += [("h2", "Search and final cells"), ("table", table)]
     b += [("img", p) for p in plots if p in ("hyperparameters.png", "pruning.png")]
     b += [("h2", "Methods"), ("p", _methods(n_boot, reps_note, selection))]

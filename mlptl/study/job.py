@@ -31,6 +31,7 @@ class Evaluation:
 
     stability: StabilityConfig | None = None
     properties: PropertyConfig | None = None
+    compositions: tuple[str, ...] = ()  # a multi-element target's alloy properties: at these compositions
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class TrialJob:
     warm_start_from: str | None = None  # the finished study's Optuna study whose configuration this is
     source: str | None = None  # the source (chemistry) a transfer trial starts from
     source_test: str | None = None  # the source's own test frames, scored for forgetting (extend mode)
+    time_limit_s: float | None = None  # Resources.trial_timeout_s: an attempt past it is a failed trial
     references: tuple[Any, ...] = field(default=(), metadata=OPAQUE)
 
     @property

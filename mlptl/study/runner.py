@@ -77,7 +77,7 @@ class _Run:
 
     def __post_init__(self) -> None:
         ev = self.study.evaluation
-        self.evaluation = Evaluation(ev.stability(), ev.property_config())
+        self.evaluation = Evaluation(ev.stability(), ev.property_config(), self.study.alloy_compositions())
 
     @property
     def stores(self) -> StoreLayout:
@@ -108,6 +108,7 @@ class _Run:
             search_md=s.search_md() if phase == "search" else None,
             reuse_run_dir=reuse_run_dir, warm_start_from=warm_start_from, references=self.references,
             source=source if cell.init == "transfer" else None, source_test=source_test,
+            time_limit_s=s.resources.trial_timeout_s,
         )
 
 

@@ -256,7 +256,9 @@ class EvaluationSpec:
     Stability runs NVT MD at each temperature (``stability_replicas`` runs of ``stability_steps``); the
     reference RDF comes from ``reference_steps`` of MD with the element's reference potential, computed
     once per study and cached. ``properties`` adds lattice constant, cohesive energy, bulk modulus and
-    elastic constants against the reference; ``property_md_steps`` > 0 adds RDF/ADF distances.
+    elastic constants against the reference (for a multi-element target: mixing energy and lattice constant
+    against composition, :mod:`mlptl.evaluate.alloys`); ``property_md_steps`` > 0 adds RDF/ADF distances
+    (partial RDFs for alloys).
     """
 
     stability_temperatures: tuple[float, ...] = (300.0, 900.0)
@@ -292,12 +294,19 @@ class EvaluationSpec:
 
 @dataclass(frozen=True)
 class Resources:
-    """Per-trial resources for Ray; fractional GPUs pack several small trials on one device."""
+    """Per-trial resources for Ray; fractional GPUs pack several small trials on one device.
+
+    ``trial_timeout_s``: the most wall time one attempt of a trial (search or final) may take, from its
+    start to its recorded result. A trial past it (e.g. one that hangs) is stopped and recorded as failed
+    with the reason "time limit of N s exceeded"; the study goes on, and neither Ray's retries
+    (``max_failures``) nor ``--resume`` run it again. None: no limit.
+    """
 
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_concurrent_trials: int | None = None
     max_failures: int = 2
+    trial_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         _check(self.cpus_per_trial > 0 and self.gpus_per_trial >= 0, "resources",
@@ -305,3 +314,6 @@ class Resources:
         _check(self.max_concurrent_trials is None or self.max_concurrent_trials >= 1,
                "resources.max_concurrent_trials", "must be at least 1 (or None: as many as fit)")
         _check(self.max_failures >= 0, "resources.max_failures", "must be >= 0")
+        t = self.trial_timeout_s
+        _check(t is None or (isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t) and t > 0),
+               "resources.trial_timeout_s", f"must be a positive number of seconds (or None: no limit), got {t!r}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mlptl.data.chemistry import Composition
 from mlptl.fsutil import expand_path
 from mlptl.model.spec import ModelSpec, model_preset
 from mlptl.serial import to_plain
@@ -196,6 +197,15 @@ class Study:
         which the source's own frames measure forgetting."""
         src, target = set(self.source_elements(source)), set(self.target_elements)
         return src < target
+
+    def alloy_compositions(self) -> tuple[str, ...]:
+        """Where a multi-element target's alloy properties are evaluated: the random-alloy compositions its
+        generated data samples (none for one element; the evaluation's defaults for data from a file)."""
+        if len(self.target_elements) == 1:
+            return ()
+        gen = self.target_data.generate
+        comps = tuple(c for c in getattr(gen, "compositions", ()) if len(Composition.parse(c).elements) > 1)
+        return comps
 
     def new_elements(self, source: str) -> tuple[str, ...]:
         """Target elements that neither ``source`` has nor the element map starts from one it has."""

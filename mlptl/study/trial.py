@@ -5,22 +5,33 @@ runs the same on the driver's machine or on any node of a cluster. It wraps :fun
 (which knows nothing of Ray or MLflow), reports each epoch to Ray Tune (whose scheduler may stop it) and
 to MLflow, checkpoints through Ray so that a trial lost with its node continues elsewhere, and records
 failures (NaN loss, unreadable input) as failed trials with their reason instead of failing the study.
+
+A trial with a time limit (``Resources.trial_timeout_s``) runs in a worker thread that Ray Tune's thread
+waits on. Past the limit the trial is recorded as failed in MLflow ("time limit of N s exceeded") and
+:class:`TrialTimeLimit` is raised in Ray Tune's thread: Ray then stops the trial's actor, which ends the
+hung code with its process (Python cannot stop a thread), and never hands that actor to another trial.
+Ray retries an errored trial (``max_failures``); the retry finds the recorded time-limit failure and
+reports the trial as failed at once, so the searcher, the progress and Optuna see a failed trial (FAIL)
+and nothing runs into the same hang again, on this run or on ``--resume``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import contextmanager
 from typing import Any
 
 from mlptl import metrics as M
 from mlptl import tracking as T
 from mlptl.study.checkpoints import restore_ray_checkpoint, reuse_search_trial, stage_checkpoint
 from mlptl.study.job import TrialJob
-from mlptl.study.trial_runs import finished_run, open_run, record_finished
+from mlptl.study.trial_runs import finished_run, open_run, record_finished, record_time_limit, timed_out_run
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_trial", "EXPECTED_FAILURES", "RESULT_FINAL", "RESULT_STATUS", "RESULT_KEY", "RESULT_REASON"]
+__all__ = ["run_trial", "TrialTimeLimit", "EXPECTED_FAILURES", "RESULT_FINAL", "RESULT_STATUS", "RESULT_KEY",
+           "RESULT_REASON"]
 
 # The keys of a trial's Ray Tune results besides the metrics of mlptl.metrics; the searcher, the pruning
 # scheduler and the driver read them.
@@ -40,12 +51,36 @@ def _expected_failures():
     return (TrainingDiverged, InputError, FloatingPointError)
 
 
+class TrialTimeLimit(Exception):
+    """A trial ran past ``Resources.trial_timeout_s``; it is recorded as failed in MLflow already."""
+
+
+class _Limit:
+    """What the trial's worker thread and the thread that watches its time limit share.
+
+    The worker does each write that completes or reports the trial (an epoch's report, the failed or the
+    finished record) inside :meth:`section`: once the limit has expired it does none of them, and the
+    watcher never records the time limit in the middle of one.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.expired = False
+        self.done = False  # the trial's outcome is recorded and reported
+
+    @contextmanager
+    def section(self, *, completes: bool = False):
+        with self.lock:
+            if self.expired:
+                raise TrialTimeLimit("the trial was stopped at its time limit")
+            yield
+            if completes:
+                self.done = True
+
+
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: train, evaluate, record; an expected failure is a failed trial."""
     import time
-
-    import torch
-    from ray import tune
 
     cpu0 = time.process_time()  # this process's CPU time, all its threads: the trial's share of the machine
     t0 = time.monotonic()
@@ -54,6 +89,43 @@ def run_trial(config: dict[str, Any]) -> None:
     done = finished_run(c, job)
     if done is not None:
         return _report_recorded(job, done)
+    over = timed_out_run(c, job)
+    if over is not None:
+        return _report_failed(job, over.data.tags.get(T.TAG_REASON, "time limit exceeded"))
+    limit = _Limit()
+    if job.time_limit_s is None:
+        return _attempt(job, c, limit, t0, cpu0)
+    outcome: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            _attempt(job, c, limit, t0, cpu0)
+        except BaseException as e:  # SystemExit included: Ray's way of stopping a trial at its report
+            outcome.append(e)
+
+    worker = threading.Thread(target=work, name=f"mlptl-trial-{job.trial_key}", daemon=True)
+    worker.start()
+    worker.join(max(0.0, job.time_limit_s - (time.monotonic() - t0)))
+    if worker.is_alive():
+        with limit.lock:  # waits for a write in progress (an epoch's report) to end
+            worker.join(0.2)
+            limit.expired = worker.is_alive() and not limit.done
+        if limit.expired:
+            reason = record_time_limit(T.client(job.tracking_uri), job, job.time_limit_s)
+            log.warning("trial %s failed: %s", job.trial_key, reason)
+            # Ray stops the errored trial's actor, and with it the hung thread; its retry reports the failure.
+            raise TrialTimeLimit(f"trial {job.trial_key}: {reason}")
+        worker.join()  # it recorded its outcome in time and is reporting it
+    if outcome:
+        raise outcome[0]
+
+
+def _attempt(job: TrialJob, c, limit: _Limit, t0: float, cpu0: float) -> None:
+    """One attempt at the trial: train, evaluate, record, report."""
+    import time
+
+    import torch
+
     from mlptl.data.systems import register_shipped
 
     register_shipped(job.references)
@@ -65,29 +137,43 @@ def run_trial(config: dict[str, Any]) -> None:
     restore_ray_checkpoint(job.run_dir)
     timing = {M.TIME_STARTUP: time.monotonic() - t0}
     try:
-        result, metrics = _train_and_evaluate(job, _epoch_reporter(job, c, run_id, reused), timing)
+        result, metrics = _train_and_evaluate(job, _epoch_reporter(job, c, run_id, reused, limit), timing)
+    except TrialTimeLimit:
+        raise
     except _expected_failures() as e:
         reason = f"{type(e).__name__}: {e}"
-        log.warning("trial %s failed: %s", job.trial_key, reason)
-        T.set_status(c, run_id, "failed", reason=reason)
-        tune.report({RESULT_STATUS: "failed", RESULT_REASON: reason, RESULT_FINAL: 1,
-                     M.VAL_FORCES_MAE: float("nan"), RESULT_KEY: job.trial_key})
+        with limit.section(completes=True):
+            log.warning("trial %s failed: %s", job.trial_key, reason)
+            T.set_status(c, run_id, "failed", reason=reason)
+            _report_failed(job, reason)
         return
     except Exception as e:
-        T.set_status(c, run_id, "failed", reason=f"{type(e).__name__}: {e}")
+        with limit.section(completes=True):
+            T.set_status(c, run_id, "failed", reason=f"{type(e).__name__}: {e}")
         raise
-    metrics[M.CPU_TIME] = time.process_time() - cpu0
-    t_record = time.monotonic()
-    record_finished(c, run_id, result, {**metrics, **timing}, job.run_dir / "evaluation")
-    timing[M.TIME_RECORD] = time.monotonic() - t_record
-    T.log_metrics(c, run_id, {M.TIME_RECORD: timing[M.TIME_RECORD]})
-    metrics.update(timing)
-    final = {**result.history[-1], **{k: v for k, v in metrics.items() if isinstance(v, int | float)}}
-    tune.report({**final, RESULT_FINAL: 1, RESULT_STATUS: "finished", M.EPOCH: result.epochs_run,
-                 RESULT_KEY: job.trial_key})
+    with limit.section(completes=True):
+        metrics[M.CPU_TIME] = time.process_time() - cpu0
+        t_record = time.monotonic()
+        record_finished(c, run_id, result, {**metrics, **timing}, job.run_dir / "evaluation")
+        timing[M.TIME_RECORD] = time.monotonic() - t_record
+        T.log_metrics(c, run_id, {M.TIME_RECORD: timing[M.TIME_RECORD]})
+        metrics.update(timing)
+        final = {**result.history[-1], **{k: v for k, v in metrics.items() if isinstance(v, int | float)}}
+        from ray import tune
+
+        tune.report({**final, RESULT_FINAL: 1, RESULT_STATUS: "finished", M.EPOCH: result.epochs_run,
+                     RESULT_KEY: job.trial_key})
 
 
-def _epoch_reporter(job: TrialJob, c, run_id: str, reused: bool):
+def _report_failed(job: TrialJob, reason: str) -> None:
+    """The trial's last report: failed, with its reason (the searcher tells Optuna FAIL)."""
+    from ray import tune
+
+    tune.report({RESULT_STATUS: "failed", RESULT_REASON: reason, RESULT_FINAL: 1,
+                 M.VAL_FORCES_MAE: float("nan"), RESULT_KEY: job.trial_key})
+
+
+def _epoch_reporter(job: TrialJob, c, run_id: str, reused: bool, limit: _Limit):
     """The per-epoch callback: the epoch's metrics to MLflow (once) and to Ray Tune with its checkpoint.
 
     A restarted trial may retrain epochs that its lost attempt already logged: the attempt can die between
@@ -99,10 +185,11 @@ def _epoch_reporter(job: TrialJob, c, run_id: str, reused: bool):
     logged = T.logged_steps(c, run_id, M.OBJECTIVE) if reused else set()
 
     def on_epoch(report) -> bool:
-        if report.epoch not in logged:
-            T.log_metrics(c, run_id, report.metrics, step=report.epoch)
-            logged.add(report.epoch)
-        tune.report({**report.metrics, RESULT_KEY: job.trial_key}, checkpoint=stage_checkpoint(job.run_dir))
+        with limit.section():
+            if report.epoch not in logged:
+                T.log_metrics(c, run_id, report.metrics, step=report.epoch)
+                logged.add(report.epoch)
+            tune.report({**report.metrics, RESULT_KEY: job.trial_key}, checkpoint=stage_checkpoint(job.run_dir))
         return False
 
     return on_epoch
@@ -137,6 +224,7 @@ def _train_and_evaluate(job: TrialJob, on_epoch, timing: dict[str, float]):
         metrics.update(evaluate_model(
             result.model_path, element, job.run_dir / "evaluation", stability=job.evaluation.stability,
             properties=job.evaluation.properties, reference=job.reference, cache_dir=job.cache_dir,
+            compositions=job.evaluation.compositions or None,
         ))
     timing[M.TIME_EVALUATE] = time.monotonic() - t0 - t1
     return result, metrics

@@ -10,13 +10,35 @@ from mlptl import tracking as T
 from mlptl.study.job import TrialJob
 from mlptl.train.spec import HISTORY_FILE, METRICS_FILE, TrainResult
 
-__all__ = ["finished_run", "open_run", "record_finished"]
+__all__ = ["finished_run", "timed_out_run", "record_time_limit", "time_limit_reason", "open_run", "record_finished"]
 
 
 def finished_run(c, job: TrialJob):
     """The trial's run if it finished already (a driver killed before it heard of it), else None."""
     run = T.find_run(c, job.experiment_id, **{T.TAG_ROLE: "trial", T.TAG_TRIAL_KEY: job.trial_key})
     return run if run is not None and run.data.tags.get(T.TAG_STATUS) == "finished" else None
+
+
+def time_limit_reason(limit_s: float) -> str:
+    return f"time limit of {limit_s:g} s exceeded"
+
+
+def timed_out_run(c, job: TrialJob):
+    """The trial's run if an earlier attempt was stopped at its time limit, else None: such a trial is not
+    run again (Ray's retry of the stopped attempt, or a resumed driver, would run into the same hang)."""
+    run = T.find_run(c, job.experiment_id, **{T.TAG_ROLE: "trial", T.TAG_TRIAL_KEY: job.trial_key})
+    tags = run.data.tags if run is not None else {}
+    return run if tags.get(T.TAG_STATUS) == "failed" and T.TAG_TIME_LIMIT in tags else None
+
+
+def record_time_limit(c, job: TrialJob, limit_s: float) -> str:
+    """Record the trial as failed at its time limit (its run created if the attempt hung before making it);
+    returns the reason."""
+    reason = time_limit_reason(limit_s)
+    run_id, _ = T.find_or_create_run(c, job.experiment_id, name=job.trial_key, tags=_tags(job))
+    c.set_tag(run_id, T.TAG_TIME_LIMIT, f"{limit_s:g}")
+    T.set_status(c, run_id, "failed", reason=reason)
+    return reason
 
 
 def _tags(job: TrialJob) -> dict[str, str]:

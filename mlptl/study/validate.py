@@ -80,6 +80,10 @@ def validate_study(s: Study, *, check_data: bool = True) -> None:
                 f"{list(depths)} out of range: the source model has "
                 f"{depth_max - 1} Allegro layers, so depths run from 0 to {depth_max}",
             )
+    if s.evaluation.stability_temperatures and len(s.target_elements) > 1:
+        raise _err("evaluation.stability_temperatures", f"MD stability is measured for one-element targets only; "
+                   f"for {s.target_element} set stability_temperatures=() (properties=True gives mixing energies "
+                   "and lattice constants against the reference, property_md_steps > 0 partial RDFs)")
     if s.search_stability is not None and len(s.target_elements) > 1:
         raise _err("search_stability", f"the search's MD check is for one-element targets; {s.target_element} is "
                    "checked in the final evaluation instead (leave search_stability=None)")
