@@ -155,3 +155,22 @@ def test_frames_outside_the_chemistry_or_an_element_without_frames_are_one_error
     with pytest.raises(InputError, match=r"frame has element\(s\) Ni outside the chemistry Au-Cu"):
         prepare(TrainSpec(element="Cu,Au", data=str(cuni_data), out=str(tmp_path / "b"), max_epochs=1))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_mlptl_train_extends_a_model_from_the_command_line(tmp_path, cuni_data, cu_model, capsys):
+    import json
+
+    from mlptl.cli import main
+
+    out = tmp_path / "cli"
+    args = ["train", "--element", "Cu,Ni", "--data", str(cuni_data), "--out", str(out), "--init", "transfer",
+            "--pretrained", str(cu_model), "--new-element-init", "random", "--max-epochs", "1", "--train-size", "6",
+            "--val-size", "3", "--test-size", "3"]
+    assert main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["test_forces_mae.el_Ni"] > 0 and printed["test_forces_mae.el_Cu"] > 0
+    assert model_type_names(out / "model.nequip.zip") == ["Cu", "Ni"]
+    assert main(["train", "--element", "Cu,Ni", "--data", str(cuni_data), "--out", str(tmp_path / "bad"),
+                 "--element-map", "Ni"]) == 2
+    assert "TARGET=SOURCE" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

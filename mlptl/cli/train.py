@@ -21,12 +21,25 @@ def _groups(text: str | None) -> tuple[str, ...] | None:
     return tuple(g.strip() for g in text.split(",") if g.strip()) if text else None
 
 
+def _element_map(text: str | None) -> dict[str, str] | None:
+    """``Ge=Si,C=C`` -> {"Ge": "Si", "C": "C"}; TrainSpec checks the elements."""
+    if not text:
+        return None
+    from mlptl.errors import InputError
+
+    pairs = [p.strip() for p in text.split(",") if p.strip()]
+    if not all(p.count("=") == 1 for p in pairs):
+        raise InputError(f"--element-map takes TARGET=SOURCE pairs separated by commas (e.g. Ge=Si), not {text!r}")
+    return dict(tuple(x.strip() for x in p.split("=")) for p in pairs)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from mlptl.evaluate.forces import evaluate_test_set
     from mlptl.train import TrainSpec, train
 
     values = {_RENAMED.get(k, k): v for k, v in vars(args).items() if k not in _NOT_SPEC}
     values.update({k: _groups(values[k]) for k in _GROUPS})
+    values["element_map"] = _element_map(values["element_map"])
     spec = TrainSpec(**values)
     result = train(spec, resume=not args.restart, progress=args.progress)
     test = evaluate_test_set(result.model_path, result.test_path, element=spec.element, out=result.out)
@@ -35,7 +48,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from mlptl.model.spec import MODEL_PRESETS
+    from mlptl.model.spec import MODEL_PRESETS, NEW_ELEMENT_INITS
     from mlptl.train.schedules import LR_SCHEDULES
     from mlptl.train.spec import INITS, TrainSpec
 
@@ -46,12 +59,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="Train one model. Leaves OUT/model.nequip.zip, OUT/metrics.json and OUT/history.csv.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--element", required=True, help="the element the model is for, e.g. Ge")
+    p.add_argument("--element", required=True, help="the element(s) the model is for, e.g. Ge or Cu,Ni")
     p.add_argument("--data", required=True, help="frames: extxyz, mlearn JSON, or anything ASE reads")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--init", choices=INITS, default=default["init"])
     p.add_argument("--pretrained", help="source model (*.nequip.zip) for --init transfer")
-    p.add_argument("--source-type", help="the source model's type to start from (if it has several)")
+    p.add_argument("--source-type", help="the source model's type a new element starts from (if it has several)")
+    p.add_argument("--element-map", help="target elements that start from another source element, e.g. Ge=Si")
+    p.add_argument("--new-element-init", choices=NEW_ELEMENT_INITS, default=default["new_element_init"],
+                   help="how an element the source model lacks starts")
     p.add_argument("--freeze-depth", type=int, default=default["freeze_depth"],
                    help="0 none, 1 two-body embedding, 1+i also layers <i")
     p.add_argument("--lr", type=float, default=default["lr"])
