@@ -51,7 +51,8 @@ STUDY = Study(
     seeds=(0, 1, 2),
     max_epochs=8,
     pruner=PrunerSpec(kind="median", n_startup_trials=2, n_warmup_steps=2),
-    evaluation=EvaluationSpec(stability_temperatures=(), properties=False),
+    # MD stability is single-element for now; properties: mixing energy and lattice constant against the reference
+    evaluation=EvaluationSpec(stability_temperatures=(), properties=True),
     resources=Resources(cpus_per_trial=1),
     val_size=6,
     test_size=12,
