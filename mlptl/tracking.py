@@ -26,6 +26,7 @@ TAG_PHASE = "mlptl.phase"  # "search" | "final"
 TAG_STATUS = "mlptl.status"  # "running" | "finished" | "pruned" | "failed" | "interrupted" (study: also "reporting")
 TAG_REASON = "mlptl.failure_reason"
 TAG_PRUNED_EPOCH = "mlptl.pruned_at_epoch"
+TAG_TIME_LIMIT = "mlptl.time_limit_s"  # set on a trial stopped at its time limit (Resources.trial_timeout_s)
 TAG_INIT = "mlptl.init"  # "scratch" | "transfer": group runs by it in the UI
 TAG_SOURCE = "mlptl.source_element"
 TAG_ELEMENT_INIT = "mlptl.element_init"  # a transfer run: how each target element started ("Ni: copy of Cu")
