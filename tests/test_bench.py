@@ -29,6 +29,7 @@ BENCH = REPO_ROOT / "bench"
 RESULTS = BENCH / "results"
 #: bench script -> the test of its analysis below; a new script without one fails test_every_script_is_tested
 ANALYSES = {
+    "chemistry": "test_chemistry",
     "evaluate_transfer": "test_evaluate_transfer",
     "freeze_depth": "test_freeze_depth",
     "md_speed": "test_md_speed",
@@ -131,8 +132,8 @@ def test_study_files_are_the_drivers_studies(bench, capsys):
     from mlptl.study import Study
 
     files = sorted((BENCH / "studies").glob("*.py"))
-    assert {p.stem for p in files} == {"mlearn_learning_curve", "pairs_learning_curve", "pruners", "study_costs",
-                                       "sw_learning_curve"}
+    assert {p.stem for p in files} == {"chemistry", "mlearn_learning_curve", "pairs_learning_curve", "pruners",
+                                       "study_costs", "sw_learning_curve"}
     for p in files:
         text = p.read_text()
         assert "from mlptl import main" in text and 'if __name__ == "__main__":' in text, p.name
@@ -295,6 +296,38 @@ def test_pairs_learning_curve(bench):
     assert math.isclose(summary.savings.iloc[0], result["headline"]["savings_factor"])
     pl.plot([result], bench["results"] / "pairs_synthetic.png")
     written(bench, "pairs_synthetic.png")
+
+
+def test_chemistry(bench):
+    ch = bench["chemistry"]
+    assert ch.main(["--replot"]) == 0
+    written(bench, "chemistry.png")
+    for stem in ("chemistry", "chemistry_inits"):
+        pd.testing.assert_frame_equal(pd.read_csv(written(bench, f"{stem}.csv")), pd.read_csv(RESULTS / f"{stem}.csv"))
+    res = committed("chemistry.json")
+    cases = {c["case"]: c for c in res["cases"]}
+    e, m, sub = cases["extend"], cases["map"], cases["subset"]
+    # bench/README.md's table
+    assert (r(e["savings"], 1), r(e["savings_ci_low"], 1), r(e["savings_ci_high"], 0)) == (9.4, 4.2, 481)
+    assert (r(e["forgetting_ratio"], 2), r(e["forgetting_ci_low"], 2), r(e["forgetting_ci_high"], 2)) == (2.24, 1.27, 3.57)
+    assert (r(m["savings"], 1), r(m["savings_ci_low"], 1), r(m["savings_ci_high"], 1)) == (12.2, 8.2, 32.3)
+    assert (r(sub["savings"], 1), r(sub["savings_ci_low"], 1), r(sub["savings_ci_high"], 1)) == (4.8, 3.9, 8.4)
+    assert [r(c["mixing_energy_error"], 1) for c in (e, m, sub)] == [17.2, 22.0, 68.3]
+    assert m["element_map"] == {"Au": "Pt"} and e["mode"] == "extend" and sub["mode"] == "subset"
+    inits = pd.DataFrame(res["inits"]).set_index(["case", "train_size"])
+    assert (r(inits.loc[("init_copy", 4), "test_forces_mae"], 3), r(inits.loc[("init_random", 4), "test_forces_mae"], 3)) \
+        == (0.074, 0.240)
+    # one case's analysis of its store, on synthetic runs with forgetting and mixing-energy figures
+    runs = synthetic_runs(sizes=(4, 16), temps=())
+    transfer = runs["init"] == "transfer"
+    runs.loc[transfer, "source_model_forces_mae"] = 0.05
+    runs.loc[transfer, "source_forces_mae"] = 0.1
+    runs["alloy_e_mix_mae"] = np.where(transfer, 20.0, 10.0)
+    study = bench["_studies"].load_namespace("chemistry")["STUDIES"]["extend"]
+    row = ch._case_row("extend", "extend", study, runs.assign(**{"tags.mlptl.phase": runs.phase}), {"run": {"wall_s": 1}})
+    assert row["smallest_size"] == 4 and math.isclose(row["forgetting_ratio"], 2.0)
+    assert (row["mixing_energy_error"], row["mixing_energy_error_scratch"]) == (20.0, 10.0)
+    assert row["new_element_init"] == "copy/random" and row["savings"] > 1
 
 
 def test_study_costs(bench):
