@@ -140,3 +140,18 @@ def test_splits_stratify_by_composition_and_hold_one_out():
     # by default a split still stratifies by group (composition and temperature here)
     default = split_frames(frames, n_test=8, seed=0)
     assert len({group_of(a) for a in default.test}) == 8
+
+
+def test_mlptl_data_mixture_writes_alloy_frames_and_rejects_a_bad_composition(tmp_path, capsys):
+    from mlptl.cli import main
+    from mlptl.data.readers import read_frames
+
+    out = tmp_path / "cuni.extxyz"
+    args = ["data", "mixture", "--reference", "emt", "--compositions", "Cu0.5Ni0.5,Ni", "--frames", "2",
+            "--equilibration", "5", "--interval", "2", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+            "--no-progress"]
+    assert main(args) == 0
+    frames = read_frames(out, elements=("Cu", "Ni"))
+    assert len(frames) == 4 and {a.info["composition"] for a in frames} == {"Cu0.5Ni0.5", "Ni"}
+    assert main(["data", "mixture", "--reference", "emt", "--compositions", "Cu0.5Qq0.5"]) == 2
+    assert "unknown element 'Qq'" in capsys.readouterr().err

@@ -40,6 +40,32 @@ def _generate_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mixture_cmd(args: argparse.Namespace) -> int:
+    """Alloys and compounds: the same MD sampling over compositions (a MixtureSpec), cached by its hash."""
+    from pathlib import Path
+
+    from mlptl.data.generate import parse_temperatures
+    from mlptl.data.mixtures import MixtureSpec, generate_mixture
+
+    def items(text: str | None) -> tuple[str, ...]:
+        return tuple(x.strip() for x in (text or "").split(",") if x.strip())
+
+    given = {
+        "temperatures": None if args.temperatures is None else parse_temperatures(args.temperatures),
+        "frames_per_condition": args.frames, "supercell": args.supercell, "lattice": args.lattice,
+        "equilibration_steps": args.equilibration, "interval_steps": args.interval, "seed": args.seed,
+    }
+    spec = MixtureSpec(reference=args.reference, compositions=items(args.compositions), compounds=items(args.compounds),
+                       **{k: v for k, v in given.items() if v is not None})
+    path = generate_mixture(spec, args.cache_dir, progress=not args.no_progress)
+    if args.out:
+        from mlptl.fsutil import atomic_copy
+
+        path = atomic_copy(path, Path(args.out))
+    print(path)
+    return 0
+
+
 def _info_cmd(args: argparse.Namespace) -> int:
     from mlptl.data.readers import data_hash, read_frames, summarize
 
@@ -88,6 +114,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--out", default=None, help="copy the data set here (extxyz); prints the path")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=_generate_cmd)
+
+    m = data_sub.add_parser(
+        "mixture",
+        help="MD-sampled frames of alloys and compounds, labelled by a reference of their elements (cached)",
+        description="Sample frames of random substitutional alloys at given compositions and of a reference's "
+        "ordered compounds, one trajectory per structure and temperature (mlptl.data.mixtures.MixtureSpec).",
+    )
+    m.add_argument("--reference", required=True, help="a reference covering every element: emt, tersoff, erhart-albe")
+    m.add_argument("--compositions", default=None, help="comma-separated random alloys, e.g. Cu0.5Ni0.5,Cu3Ni,Ni")
+    m.add_argument("--compounds", default=None, help="comma-separated ordered compounds of the reference, e.g. Cu3Au")
+    m.add_argument("--temperatures", default=None, help="comma-separated temperatures in K (default 300)")
+    m.add_argument("--frames", type=int, default=None, help="frames per structure and temperature")
+    m.add_argument("--supercell", type=int, default=None, help="repeats of the cubic cell")
+    m.add_argument("--lattice", default=None, help="the alloys' parent lattice (default: the elements' shared one)")
+    m.add_argument("--equilibration", type=int, default=None, help="MD steps before the first frame")
+    m.add_argument("--interval", type=int, default=None, help="MD steps between frames")
+    m.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    m.add_argument("--cache-dir", default=None, help="cache directory (default: $MLPTL_CACHE or ~/.cache/mlptl/data)")
+    m.add_argument("--out", default=None, help="copy the data set here (extxyz); prints the path")
+    m.add_argument("--no-progress", action="store_true", help="no progress bar")
+    m.set_defaults(func=_mixture_cmd)
 
     i = data_sub.add_parser("info", help="summarise a data file (extxyz, mlearn JSON, ...)")
     i.add_argument("file", help="data file")
