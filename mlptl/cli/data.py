@@ -10,8 +10,6 @@ from mlptl.cli._common import print_json
 log = logging.getLogger("mlptl")
 
 def _generate_cmd(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from mlptl.data.generate import GenerationSpec, generate, parse_temperatures, preset
 
     overrides = {
@@ -31,8 +29,14 @@ def _generate_cmd(args: argparse.Namespace) -> int:
         spec = preset(args.preset, args.element, **overrides)
     else:
         spec = GenerationSpec(element=args.element, **overrides)
-    path = generate(spec, args.cache_dir, progress=not args.no_progress)
+    return _deliver(generate(spec, args.cache_dir, progress=not args.no_progress), args)
+
+
+def _deliver(path, args: argparse.Namespace) -> int:
+    """A cached data set, copied to ``--out`` if given; its path printed."""
     if args.out:
+        from pathlib import Path
+
         from mlptl.fsutil import atomic_copy
 
         path = atomic_copy(path, Path(args.out))
@@ -42,8 +46,6 @@ def _generate_cmd(args: argparse.Namespace) -> int:
 
 def _mixture_cmd(args: argparse.Namespace) -> int:
     """Alloys and compounds: the same MD sampling over compositions (a MixtureSpec), cached by its hash."""
-    from pathlib import Path
-
     from mlptl.data.generate import parse_temperatures
     from mlptl.data.mixtures import MixtureSpec, generate_mixture
 
@@ -57,13 +59,7 @@ def _mixture_cmd(args: argparse.Namespace) -> int:
     }
     spec = MixtureSpec(reference=args.reference, compositions=items(args.compositions), compounds=items(args.compounds),
                        **{k: v for k, v in given.items() if v is not None})
-    path = generate_mixture(spec, args.cache_dir, progress=not args.no_progress)
-    if args.out:
-        from mlptl.fsutil import atomic_copy
-
-        path = atomic_copy(path, Path(args.out))
-    print(path)
-    return 0
+    return _deliver(generate_mixture(spec, args.cache_dir, progress=not args.no_progress), args)
 
 
 def _info_cmd(args: argparse.Namespace) -> int:
@@ -87,6 +83,19 @@ def _info_cmd(args: argparse.Namespace) -> int:
 
 
 
+def _sampling_arguments(p: argparse.ArgumentParser, frames_help: str) -> None:
+    """The MD sampling and output flags `generate` and `mixture` share."""
+    p.add_argument("--temperatures", default=None, help="comma-separated temperatures in K, e.g. 300,900")
+    p.add_argument("--frames", type=int, default=None, help=frames_help)
+    p.add_argument("--supercell", type=int, default=None, help="repeats of the cubic cell (2 = 64 atoms of diamond)")
+    p.add_argument("--equilibration", type=int, default=None, help="MD steps before the first frame")
+    p.add_argument("--interval", type=int, default=None, help="MD steps between frames")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--cache-dir", default=None, help="cache directory (default: $MLPTL_CACHE or ~/.cache/mlptl/data)")
+    p.add_argument("--out", default=None, help="copy the data set here (extxyz); prints the path")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     # Handlers import lazily: `mlptl --help` should not pay for importing ase and matscipy.
     data = sub.add_parser("data", help="generate, inspect and split data sets")
@@ -101,18 +110,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--element", required=True, help="chemical symbol with a registered reference, e.g. Ge")
     g.add_argument("--reference", default=None, help="reference potential name, or 'package.module:factory' (default: the element's only one)")
     g.add_argument("--preset", default=None, help="start from a named spec: tiny, paper")
-    g.add_argument("--temperatures", default=None, help="comma-separated temperatures in K, e.g. 300,900")
-    g.add_argument("--frames", type=int, default=None, help="frames per temperature")
-    g.add_argument("--supercell", type=int, default=None, help="repeats of the cubic cell (2 = 64 atoms)")
+    _sampling_arguments(g, "frames per temperature")
     g.add_argument("--timestep", type=float, default=None, help="MD time step in fs")
-    g.add_argument("--equilibration", type=int, default=None, help="MD steps before the first frame")
-    g.add_argument("--interval", type=int, default=None, help="MD steps between frames")
     g.add_argument("--friction", type=float, default=None, help="Langevin friction in 1/fs")
     g.add_argument("--strain", type=float, default=None, help="isotropic strain of the lattice constant")
-    g.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    g.add_argument("--cache-dir", default=None, help="cache directory (default: $MLPTL_CACHE or ~/.cache/mlptl/data)")
-    g.add_argument("--out", default=None, help="copy the data set here (extxyz); prints the path")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=_generate_cmd)
 
     m = data_sub.add_parser(
@@ -124,16 +125,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--reference", required=True, help="a reference covering every element: emt, tersoff, erhart-albe")
     m.add_argument("--compositions", default=None, help="comma-separated random alloys, e.g. Cu0.5Ni0.5,Cu3Ni,Ni")
     m.add_argument("--compounds", default=None, help="comma-separated ordered compounds of the reference, e.g. Cu3Au")
-    m.add_argument("--temperatures", default=None, help="comma-separated temperatures in K (default 300)")
-    m.add_argument("--frames", type=int, default=None, help="frames per structure and temperature")
-    m.add_argument("--supercell", type=int, default=None, help="repeats of the cubic cell")
+    _sampling_arguments(m, "frames per structure and temperature")
     m.add_argument("--lattice", default=None, help="the alloys' parent lattice (default: the elements' shared one)")
-    m.add_argument("--equilibration", type=int, default=None, help="MD steps before the first frame")
-    m.add_argument("--interval", type=int, default=None, help="MD steps between frames")
-    m.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    m.add_argument("--cache-dir", default=None, help="cache directory (default: $MLPTL_CACHE or ~/.cache/mlptl/data)")
-    m.add_argument("--out", default=None, help="copy the data set here (extxyz); prints the path")
-    m.add_argument("--no-progress", action="store_true", help="no progress bar")
     m.set_defaults(func=_mixture_cmd)
 
     i = data_sub.add_parser("info", help="summarise a data file (extxyz, mlearn JSON, ...)")
