@@ -77,11 +77,15 @@ def node_tmp():
 
 def test_time_limit_sigterm_stops_requeues_and_the_requeued_job_resumes(tmp_path, node_tmp):
     study = tmp_path / "slurm.py"
-    study.write_text(
+    # two cells (scratch-n4, transfer-n4), two search trials and two final replicates each: 4 finals
+    src = (
         STUDY_SOURCE.format(name="slurm", search="SearchSpace(lr=(3e-3, 1e-2), freeze_depth=(0,))", trials=2, epochs=6,
                             storage=str(tmp_path / "unused"))
-        + "\nif __name__ == '__main__':\n    from mlptl import main\n    raise SystemExit(main(STUDY))\n"
+        .replace("train_sizes=(4, 10)", "train_sizes=(4,)")
+        .replace("seeds=(0,)", "seeds=(0, 1)")
     )
+    assert "train_sizes=(4,)" in src and "seeds=(0, 1)" in src
+    study.write_text(src + "\nif __name__ == '__main__':\n    from mlptl import main\n    raise SystemExit(main(STUDY))\n")
     store = tmp_path / "store"
     record = node_tmp / "ray" / "ray_current_cluster"
     env = {

@@ -1,6 +1,10 @@
 """Interrupt means stop: SIGINT (Ctrl-C) and SIGTERM (a scheduler's time limit) end a real study with exit
 130/143, nothing registered, no report and the parent run not FINISHED; --resume then finishes it with no
-trial run twice and every cell's replicates present."""
+trial run twice and every cell's replicates present.
+
+The study is the smallest that still has every phase and both kinds of cell: one training size (a scratch
+and a transfer cell), two search trials and two final replicates per cell; every count below follows from
+CELLS, TRIALS and SEEDS."""
 
 from __future__ import annotations
 
@@ -19,11 +23,20 @@ from mlptl import tracking as T
 pytestmark = pytest.mark.slow
 
 
+CELLS, TRIALS, SEEDS = 2, 2, 2  # scratch-n4 and transfer-n4; search trials and final replicates per cell
+
+
 def _study_file(tmp_path: Path) -> Path:
-    src = STUDY_SOURCE.format(
-        name="intr", search="SearchSpace(lr=(3e-3, 1e-2), freeze_depth=(0, 1))", trials=2, epochs=6,
-        storage=str(tmp_path / "store"),
-    ).replace("seeds=(0,)", "seeds=(0, 1)").replace("stability_temperatures=(300.0,)", "stability_temperatures=()")
+    src = (
+        STUDY_SOURCE.format(
+            name="intr", search="SearchSpace(lr=(3e-3, 1e-2), freeze_depth=(0, 1))", trials=TRIALS, epochs=6,
+            storage=str(tmp_path / "store"),
+        )
+        .replace("train_sizes=(4, 10)", "train_sizes=(4,)")
+        .replace("seeds=(0,)", "seeds=(0, 1)")
+        .replace("stability_temperatures=(300.0,)", "stability_temperatures=()")
+    )
+    assert "train_sizes=(4,)" in src and "seeds=(0, 1)" in src  # the counts below rely on them
     f = tmp_path / "intr.py"
     f.write_text(src + "\nif __name__ == '__main__':\n    from mlptl import main\n    raise SystemExit(main(STUDY))\n")
     return f
@@ -96,7 +109,8 @@ def test_sigint_in_search_and_sigterm_in_final_then_resume(tmp_path):
 
     (row,) = json.loads(listing.stdout)
     assert row["state"] == "interrupted" and row["resume"].endswith("--resume")
-    assert row["remaining"]["final_replicates"] == 8 and 0 < row["remaining"]["search_trials"] < 8
+    assert row["remaining"]["final_replicates"] == CELLS * SEEDS
+    assert 0 < row["remaining"]["search_trials"] < CELLS * TRIALS
 
     # An impatient user: Ctrl-C twice. The second one ends the driver at once, without the bookkeeping;
     # the stores must still be good for the resumes below.
@@ -122,13 +136,13 @@ def test_sigint_in_search_and_sigterm_in_final_then_resume(tmp_path):
     runs = _trial_runs(store)
     keys = [r.data.tags[T.TAG_TRIAL_KEY] for r in runs]
     assert len(keys) == len(set(keys)), "a resumed study must not duplicate MLflow runs"
-    assert _status(runs, "search", "finished") + _status(runs, "search", "pruned") == 8
-    assert _status(runs, "final", "finished") == 4 * 2, "every cell's two replicates"
+    assert _status(runs, "search", "finished") + _status(runs, "search", "pruned") == CELLS * TRIALS
+    assert _status(runs, "final", "finished") == CELLS * SEEDS, "every cell's two replicates"
     for r in runs:  # finished trials were not re-run
         if r.info.run_id in before:
             assert r.info.end_time == before[r.info.run_id]
     c = _client(store)
-    assert len(c.search_registered_models()) == 4
+    assert len(c.search_registered_models()) == CELLS
     assert (store / "reports" / "intr" / "report.md").is_file()
 
 
@@ -154,6 +168,41 @@ def _wait_until(proc, log: Path, store: Path, ready, timeout: float = 900) -> bo
     return False
 
 
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name: state, ppid, ..., start time at [19]; None once gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _descendants(root: int) -> list[tuple[int, str]]:
+    """Every process below ``root`` (its children, theirs, ...) as (pid, start time), from /proc."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for p in Path("/proc").iterdir():
+        st = _stat(int(p.name)) if p.name.isdigit() else None
+        if st:
+            children.setdefault(int(st[1]), []).append((int(p.name), st[19]))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c[0])
+    return out
+
+
+def _wait_gone(procs: list[tuple[int, str]], timeout: float = 60) -> None:
+    """Until none of ``procs`` runs any more (a zombie or a reused pid counts as gone), or ``timeout``: the
+    killed driver's Ray processes outside its process group end when they lose their raylet."""
+    def alive(pid: int, start: str) -> bool:
+        st = _stat(pid)
+        return st is not None and st[19] == start and st[0] not in ("Z", "X")
+
+    deadline = time.monotonic() + timeout
+    while any(alive(*p) for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def test_sigkill_at_five_moments_then_resume_loses_and_duplicates_nothing(tmp_path):
     """The driver and its Ray processes killed outright (a node lost, OOM killer) at five moments; each time
     --resume picks up, and the finished study has every trial exactly once and no finished trial redone."""
@@ -164,12 +213,13 @@ def test_sigkill_at_five_moments_then_resume_loses_and_duplicates_nothing(tmp_pa
     for i, (moment, ready) in enumerate(KILL_MOMENTS):
         proc, log = _start(f, *(["--resume"] if i else []))
         hit = _wait_until(proc, log, store, ready)
+        tree = _descendants(proc.pid)  # Ray's processes, to see them gone before the next driver starts
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         if hit:
             killed.append(moment)
-        time.sleep(2)
+        _wait_gone(tree)
         if (store / "trials").is_dir():
             for r in _trial_runs(store):
                 if r.data.tags.get(T.TAG_STATUS) == "finished":
@@ -180,8 +230,8 @@ def test_sigkill_at_five_moments_then_resume_loses_and_duplicates_nothing(tmp_pa
     runs = _trial_runs(store)
     keys = [r.data.tags[T.TAG_TRIAL_KEY] for r in runs]
     assert len(keys) == len(set(keys)), "no MLflow run duplicated"
-    assert _status(runs, "search", "finished") + _status(runs, "search", "pruned") == 8
-    assert _status(runs, "final", "finished") == 8
+    assert _status(runs, "search", "finished") + _status(runs, "search", "pruned") == CELLS * TRIALS
+    assert _status(runs, "final", "finished") == CELLS * SEEDS
     c = _client(store)
     for r in runs:
         if r.info.run_id in finished:
@@ -194,5 +244,5 @@ def test_sigkill_at_five_moments_then_resume_loses_and_duplicates_nothing(tmp_pa
         if (d / "history.csv").exists():
             epochs = list(pd.read_csv(d / "history.csv").epoch)
             assert epochs == list(range(1, len(epochs) + 1)), d
-    assert len(_client(store).search_registered_models()) == 4
+    assert len(_client(store).search_registered_models()) == CELLS
     assert (store / "reports" / "intr" / "report.md").is_file()

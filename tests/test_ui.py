@@ -19,19 +19,13 @@ from pathlib import Path
 
 import pytest
 
-START_TIMEOUT = 180  # the UI imports MLflow in five processes: slow on a loaded 2-core machine
+START_TIMEOUT = 300  # three UIs import MLflow in five processes each at once: slow on a loaded 2-core machine
 STOP_TIMEOUT = 60
 
 UI_SCRIPT = (
     "import logging, sys; logging.basicConfig(level=logging.INFO); "
     "from mlptl.cli.ui import run_ui; sys.exit(run_ui(sys.argv[1], '127.0.0.1', int(sys.argv[2])))"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _alive_with(token: str) -> list[int]:
@@ -107,28 +101,61 @@ def _cmdlines(pids: list[int]) -> str:
     return "\n".join(out)
 
 
-@pytest.mark.slow  # about a minute per case on 2 shared cores: the UI imports MLflow in five processes
-@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "parent SIGKILL"])
-def test_ui_stops_its_whole_tree(tmp_path, how):
-    token = uuid.uuid4().hex
-    port = _free_port()
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    log = tmp_path / "ui.log"
-    env = {**os.environ, "MLPTL_UI_TEST": token}
-    ui_cmd = [sys.executable, "-c", UI_SCRIPT, uri, str(port)]
-    if how == "parent SIGKILL":
-        # `; exit $?` keeps bash alive as the UI's parent instead of exec'ing python.
-        wrapper = subprocess.Popen(
-            ["bash", "-c", '"$@"; exit $?', "wrapper", *ui_cmd], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
-        )
-        proc = wrapper
-    else:
-        proc = subprocess.Popen(ui_cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+HOWS = ["SIGINT", "SIGTERM", "parent SIGKILL"]
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (the sockets are held until all are picked)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@pytest.fixture(scope="module")
+def started_uis(tmp_path_factory):
+    """One UI per case, all started at once: each start imports MLflow in five processes, mostly on one core
+    at a time, so three side by side take little longer than one. Each case then stops its own."""
+    uis = {}
+    for how, port in zip(HOWS, _free_ports(len(HOWS))):
+        tmp = tmp_path_factory.mktemp("ui")
+        token = uuid.uuid4().hex
+        uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        log = tmp / "ui.log"
+        env = {**os.environ, "MLPTL_UI_TEST": token}
+        ui_cmd = [sys.executable, "-c", UI_SCRIPT, uri, str(port)]
+        if how == "parent SIGKILL":
+            # `; exit $?` keeps bash alive as the UI's parent instead of exec'ing python.
+            proc = subprocess.Popen(
+                ["bash", "-c", '"$@"; exit $?', "wrapper", *ui_cmd], env=env, stdout=log.open("w"),
+                stderr=subprocess.STDOUT,
+            )
+        else:
+            proc = subprocess.Popen(ui_cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        uis[how] = (proc, token, port, log)
+    try:
+        yield uis
+    finally:
+        for proc, token, _, _ in uis.values():
+            _kill_all(token)
+            if proc.poll() is None:
+                proc.kill()
+
+
+@pytest.mark.slow  # about a minute on 2 shared cores for the three: the UI imports MLflow in five processes
+@pytest.mark.parametrize("how", HOWS)
+def test_ui_stops_its_whole_tree(started_uis, how):
+    proc, token, port, log = started_uis[how]
     try:
         _wait_until_served(f"http://127.0.0.1:{port}", proc, log)
         # run_ui, the mlflow command, uvicorn's master and at least one worker (plus bash for the wrapper)
         tree = _settled_tree(token, minimum=4 + (how == "parent SIGKILL"))
         if how == "parent SIGKILL":
+            wrapper = proc
             ui_pid = next(p for p in tree if p != wrapper.pid and Path(f"/proc/{p}/stat").read_text().split()[3] == str(wrapper.pid))
             wrapper.send_signal(signal.SIGKILL)
             wrapper.wait(timeout=10)
