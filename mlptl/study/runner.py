@@ -122,9 +122,6 @@ def run_study(study: Study, *, resume: bool = False, resume_command: str | None 
         run = _open(study, resume)
         try:
             with StudyProgress(study.name, [c.id for c in study.cells()]) as run.progress:
-                if not resume:  # the nominal plan until the search counts what is left (phase 1 shows it)
-                    for cell in study.cells():
-                        run.progress.plan(cell.id, search=study.trials_per_cell, final=len(study.seeds))
                 _prepare(run)
                 cells = _search(run)
                 _final(run, cells)
