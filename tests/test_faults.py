@@ -25,7 +25,7 @@ from mlptl import tracking as T
 from mlptl.errors import InputError
 from mlptl.study import Resources
 
-LIMIT_S = 60
+LIMIT_S = 120  # 60 s was passed by ordinary trials on a machine at load 7-10 (CI beside other test runs)
 
 HANG_STUDY = """
 import dataclasses
@@ -144,7 +144,7 @@ def test_a_hung_trial_fails_at_its_time_limit_and_the_study_goes_on(tmp_path: Pa
         assert not _pid_alive(hung_pid), "the hung trial's process is still running:\n" + log.read_text()[-3000:]
         assert time.monotonic() - t0 < 420, "the study did not end:\n" + log.read_text()[-3000:]
         stopped_while_running = proc.poll() is None
-        rc = proc.wait(timeout=max(1.0, 420 - (time.monotonic() - t0)))
+        rc = proc.wait(timeout=max(1.0, 600 - (time.monotonic() - t0)))
     print(f"study: {time.monotonic() - t0:.0f} s")
     assert rc == 0, log.read_text()[-4000:]
     assert stopped_while_running, "the hung process ended only with the study"
