@@ -133,7 +133,7 @@ def test_a_hung_trial_fails_at_its_time_limit_and_the_study_goes_on(tmp_path: Pa
         proc = subprocess.Popen([sys.executable, str(study)], stdout=fh, stderr=subprocess.STDOUT)
         # the hung trial's process ends with its Ray actor once the limit is recorded, while the study runs
         pid_file, hung_pid = Path(f"{armed}.pid"), None
-        deadline = time.monotonic() + 420
+        deadline = time.monotonic() + 600
         while proc.poll() is None and time.monotonic() < deadline:
             if hung_pid is None and pid_file.is_file() and pid_file.read_text():
                 hung_pid = int(pid_file.read_text())
@@ -142,7 +142,7 @@ def test_a_hung_trial_fails_at_its_time_limit_and_the_study_goes_on(tmp_path: Pa
             time.sleep(0.5)
         assert hung_pid is not None, "no trial built the reference that hangs:\n" + log.read_text()[-3000:]
         assert not _pid_alive(hung_pid), "the hung trial's process is still running:\n" + log.read_text()[-3000:]
-        assert time.monotonic() - t0 < 420, "the study did not end:\n" + log.read_text()[-3000:]
+        assert time.monotonic() - t0 < 600, "the study did not end:\n" + log.read_text()[-3000:]
         stopped_while_running = proc.poll() is None
         rc = proc.wait(timeout=max(1.0, 600 - (time.monotonic() - t0)))
     print(f"study: {time.monotonic() - t0:.0f} s")
