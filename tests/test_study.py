@@ -342,3 +342,25 @@ def test_after_an_interrupt_the_command_line_stops_at_once_on_the_next_signal():
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+# ---------------------------------------------------------------- checkpoints
+def test_a_staged_checkpoint_holds_the_epoch_and_is_removed_after_its_report(tmp_path):
+    """Each epoch's checkpoint is staged for ``tune.report`` in a temporary directory; the stage must go
+    once the report has copied it (left behind, every epoch of every trial stayed in /tmp)."""
+    from mlptl.study.checkpoints import staged_checkpoint
+    from mlptl.train.spec import BEST_CHECKPOINT, CHECKPOINT_DIR, HISTORY_FILE, LAST_CHECKPOINT
+
+    run_dir = tmp_path / "run"
+    with staged_checkpoint(run_dir) as checkpoint:
+        assert checkpoint is None  # before the first epoch there is nothing to stage
+    (run_dir / CHECKPOINT_DIR).mkdir(parents=True)
+    for name in (LAST_CHECKPOINT, BEST_CHECKPOINT):
+        (run_dir / CHECKPOINT_DIR / name).write_bytes(name.encode())
+    (run_dir / HISTORY_FILE).write_text("epoch\n1\n")
+    with staged_checkpoint(run_dir) as checkpoint:
+        stage = Path(checkpoint.path)
+        assert sorted(p.name for p in stage.iterdir()) == sorted([LAST_CHECKPOINT, BEST_CHECKPOINT, HISTORY_FILE])
+        assert (stage / LAST_CHECKPOINT).read_bytes() == LAST_CHECKPOINT.encode()
+    assert not stage.exists()
+    assert (run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file()  # the trial's own files stay

@@ -7,13 +7,18 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mlptl.train.spec import BEST_CHECKPOINT, CHECKPOINT_DIR, HISTORY_FILE, LAST_CHECKPOINT
 
 log = logging.getLogger(__name__)
 
-__all__ = ["restore_ray_checkpoint", "stage_checkpoint", "reuse_search_trial"]
+# The prefix of a staged checkpoint's temporary directory (tests look for leftovers by it).
+STAGE_PREFIX = "mlptl-ckpt-"
+
+__all__ = ["restore_ray_checkpoint", "staged_checkpoint", "reuse_search_trial"]
 
 
 def restore_ray_checkpoint(run_dir: Path) -> None:
@@ -31,19 +36,26 @@ def restore_ray_checkpoint(run_dir: Path) -> None:
     log.info("restored Ray checkpoint into %s", run_dir)
 
 
-def stage_checkpoint(run_dir: Path):
-    """This epoch's checkpoint as a Ray ``Checkpoint`` (None before the first): the last and the best
-    checkpoint (packaging reads it on whatever node ends the trial) and the history."""
+@contextmanager
+def staged_checkpoint(run_dir: Path) -> Iterator:
+    """This epoch's checkpoint as a Ray ``Checkpoint`` (None before the first) for ``tune.report``: the last
+    and the best checkpoint (packaging reads it on whatever node ends the trial) and the history, staged
+    in a temporary directory that is removed on leaving (``tune.report`` has copied it to the run's Ray
+    storage by then; left behind, every epoch of every trial would stay in the temp dir)."""
     from ray import tune
 
     ckpt_dir = run_dir / CHECKPOINT_DIR
     if not (ckpt_dir / LAST_CHECKPOINT).exists():
-        return None
-    stage = Path(tempfile.mkdtemp(prefix="mlptl-ckpt-"))
-    for src in (ckpt_dir / LAST_CHECKPOINT, ckpt_dir / BEST_CHECKPOINT, run_dir / HISTORY_FILE):
-        if src.exists():
-            shutil.copy2(src, stage / src.name)
-    return tune.Checkpoint.from_directory(str(stage))
+        yield None
+        return
+    stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX))
+    try:
+        for src in (ckpt_dir / LAST_CHECKPOINT, ckpt_dir / BEST_CHECKPOINT, run_dir / HISTORY_FILE):
+            if src.exists():
+                shutil.copy2(src, stage / src.name)
+        yield tune.Checkpoint.from_directory(str(stage))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def reuse_search_trial(search_run_dir: str | None, run_dir: Path) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 
 from mlptl import metrics as M
 from mlptl import tracking as T
-from mlptl.study.checkpoints import restore_ray_checkpoint, reuse_search_trial, stage_checkpoint
+from mlptl.study.checkpoints import restore_ray_checkpoint, reuse_search_trial, staged_checkpoint
 from mlptl.study.job import TrialJob
 from mlptl.study.trial_runs import finished_run, open_run, record_finished, record_time_limit, timed_out_run
 
@@ -189,7 +189,8 @@ def _epoch_reporter(job: TrialJob, c, run_id: str, reused: bool, limit: _Limit):
             if report.epoch not in logged:
                 T.log_metrics(c, run_id, report.metrics, step=report.epoch)
                 logged.add(report.epoch)
-            tune.report({**report.metrics, RESULT_KEY: job.trial_key}, checkpoint=stage_checkpoint(job.run_dir))
+            with staged_checkpoint(job.run_dir) as checkpoint:
+                tune.report({**report.metrics, RESULT_KEY: job.trial_key}, checkpoint=checkpoint)
         return False
 
     return on_epoch
