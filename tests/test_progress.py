@@ -78,6 +78,15 @@ def test_plain_lines_count_finals_and_never_repeat(caplog):
     assert "best val 0.2500 eV/A" in lines[-1]
 
 
+def test_phase_one_lines_do_not_show_counts_that_are_not_made_yet():
+    """Before the runner counts a cell's trials (phase 1), the display says so instead of 'search 0/0'."""
+    p = StudyProgress("t", ["scratch-n4", "transfer-n4"], stream=io.StringIO(), tty=False)
+    p.input("Ge data", "labelling 20 frames")
+    assert p.line() == "Ge data: labelling 20 frames | trials not counted yet | scratch-n4 (waiting); transfer-n4 (waiting)"
+    p.plan("scratch-n4", search=2, final=1)
+    assert "search 0/2 (0 pruned, 0 failed)" in p.line() and "scratch-n4 (waiting) search 0/2, final 0/1" in p.line()
+
+
 def test_plain_lines_are_rate_limited_and_the_last_state_is_written(caplog):
     with caplog.at_level("INFO", logger="mlptl.study.progress"):
         with StudyProgress("t", ["scratch-n4", "transfer-n4"], stream=io.StringIO(), min_interval=3600) as p:

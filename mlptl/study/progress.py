@@ -33,8 +33,11 @@ class _Cell:
     search: dict[str, int] = field(default_factory=lambda: {"finished": 0, "pruned": 0, "failed": 0})
     final: dict[str, int] = field(default_factory=lambda: {"finished": 0, "failed": 0})
     best: float | None = None
+    planned: bool = False  # the runner has counted its work (after phase 1's inputs are known)
 
     def text(self) -> str:
+        if not self.planned:
+            return f"({self.phase})"
         s, f = self.search, self.final
         out = f"({self.phase}) search {sum(s.values())}/{self.search_total}"
         if s["pruned"] or s["failed"]:
@@ -69,6 +72,7 @@ class StudyProgress:
     def plan(self, cell: str, *, search: int | None = None, final: int | None = None) -> None:
         """The work still to do in ``cell`` in this run (a resumed study counts only what is left)."""
         c = self.cells[cell]
+        c.planned = True
         if search is not None:
             c.search_total = search
         if final is not None:
@@ -126,8 +130,11 @@ class StudyProgress:
         fin = {k: sum(c.final[k] for c in self.cells.values()) for k in ("finished", "failed")}
         s_total = sum(c.search_total for c in self.cells.values())
         f_total = sum(c.final_total for c in self.cells.values())
-        parts = [f"search {sum(s.values())}/{s_total} ({s['pruned']} pruned, {s['failed']} failed)",
-                 f"final replicates {sum(fin.values())}/{f_total} ({fin['failed']} failed)"]
+        if any(c.planned for c in self.cells.values()):
+            parts = [f"search {sum(s.values())}/{s_total} ({s['pruned']} pruned, {s['failed']} failed)",
+                     f"final replicates {sum(fin.values())}/{f_total} ({fin['failed']} failed)"]
+        else:  # phase 1: the trials are counted once the study's stores and inputs are known
+            parts = ["trials not counted yet"]
         if self.inputs:
             parts.insert(0, ", ".join(f"{k}: {v}" for k, v in self.inputs.items()))
         cells = "; ".join(f"{k} {c.text()}" for k, c in self.cells.items())
