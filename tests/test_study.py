@@ -199,6 +199,36 @@ def test_source_selection_makes_a_transfer_cell_per_source(tmp_path):
 
 
 # ---------------------------------------------------------------- stability inside the search, warm start
+def test_the_optuna_store_locked_by_another_process_is_waited_for(tmp_path):
+    """Another process (a dashboard, a user's script) holds the Optuna store's write lock for longer than
+    SQLite's default 5 s wait: the driver's next write waits for it instead of ending the study."""
+    import subprocess
+    import sys
+    import time
+
+    hold_s = 8.0
+    study = replace(tiny_study(tmp_path), inits=("scratch",), train_sizes=(4,), trials_per_cell=2)
+    db = tmp_path / "optuna.db"
+    cells = CellStudies(study, f"sqlite:///{db}", make_job=lambda cell, key, params: key)
+    cells.plan()
+    locker = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time\n"
+         f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+         "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True)\n"
+         f"time.sleep({hold_s}); c.execute('COMMIT')"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout.readline().strip() == "locked"
+        t0 = time.monotonic()
+        key = cells.next_job("r0")  # Optuna writes the new trial: blocked until the lock goes
+        waited = time.monotonic() - t0
+    finally:
+        locker.wait(timeout=60)
+    assert key == "scratch-n4-t000" and waited > hold_s - 1.0, waited
+    cells.complete("r0", {"best_val_forces_mae": 0.1}, False)
+    assert [t.state.name for t in cells.studies["scratch-n4"].trials] == ["COMPLETE"]
+
+
 def test_an_md_unstable_trial_cannot_be_its_cells_best(tmp_path):
     from mlptl.study.spec import SearchStability
 

@@ -39,6 +39,15 @@ ATTR_OUTCOME = "outcome"
 # (Optuna's convention: a constraint value <= 0 is feasible).
 ATTR_CONSTRAINT = "md_constraint"
 ATTR_WARM_START = "warm_start_from"
+# The study's driver is the only process that writes its Optuna store (trials never open it), but another
+# process may hold it for a while: optuna-dashboard, `mlptl studies`, a user's script. SQLite's default
+# wait of 5 s then ends the study with "database is locked"; the driver waits this long instead.
+OPTUNA_BUSY_TIMEOUT_S = 120.0
+
+
+def optuna_storage(url: str) -> optuna.storages.RDBStorage:
+    """The study's Optuna store, waiting up to :data:`OPTUNA_BUSY_TIMEOUT_S` for another process's lock."""
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": OPTUNA_BUSY_TIMEOUT_S}})
 
 
 def md_constraint(trial: optuna.trial.FrozenTrial) -> list[float]:
@@ -106,7 +115,7 @@ class CellStudies:
 
     def __post_init__(self) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = optuna.storages.RDBStorage(self.storage_url)
+        storage = optuna_storage(self.storage_url)
         self.cells = {c.id: c for c in self.study.cells()}
         for i, cell in enumerate(self.study.cells()):
             self.studies[cell.id] = optuna.create_study(
