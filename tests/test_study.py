@@ -162,6 +162,9 @@ def test_study_file_loads_and_overrides(tmp_path):
     add_override_arguments(p)
     over = apply_overrides(study, p.parse_args(["--max-epochs", "2", "--trials-per-cell", "1", "--seeds", "3,4"]))
     assert (over.max_epochs, over.trials_per_cell, over.seeds) == (2, 1, (3, 4))
+    assert apply_overrides(study, p.parse_args(["--trial-timeout", "90"])).resources.trial_timeout_s == 90
+    with pytest.raises(InputError, match="resources.trial_timeout_s"):
+        apply_overrides(study, p.parse_args(["--trial-timeout", "-1"]))
     smoke = apply_overrides(study, p.parse_args(["--smoke"]))
     assert smoke.name == "x-smoke" and smoke.max_epochs == 2
     (tmp_path / "bad.py").write_text("STUDY = 3\n")

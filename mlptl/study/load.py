@@ -54,6 +54,8 @@ def add_override_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", help="an MLflow tracking URI (default: sqlite in the storage dir)")
     p.add_argument("--cpus-per-trial", type=float)
     p.add_argument("--gpus-per-trial", type=float)
+    p.add_argument("--trial-timeout", type=float, metavar="SECONDS",
+                   help="stop a trial attempt that runs longer and record it failed (Resources.trial_timeout_s)")
     p.add_argument("--compile", action="store_true", default=None,
                    help="train through torch.compile (Study.compile; when it pays: docs/decisions.md)")
 
@@ -75,6 +77,8 @@ def apply_overrides(study: Study, args: argparse.Namespace) -> Study:
         res = replace(res, cpus_per_trial=args.cpus_per_trial)
     if args.gpus_per_trial is not None:
         res = replace(res, gpus_per_trial=args.gpus_per_trial)
+    if args.trial_timeout is not None:
+        res = replace(res, trial_timeout_s=args.trial_timeout)
     pruner = replace(study.pruner, kind=args.pruner) if args.pruner else study.pruner
     return study.with_overrides(
         max_epochs=args.max_epochs,
