@@ -6,7 +6,13 @@ app), and every node gets them the way it gets the Ray token.
   basic-auth`` with that user as its admin and its users on the shared disk;
 - the configuration a config writes, served by a real ``mlflow server --app-name basic-auth`` on
   127.0.0.1: a client without the credentials (or with a wrong password) gets HTTP 401, mlptl's pre-launch
-  check says what to set, and mlptl's client with the environment's credentials creates, logs and reads.
+  check says what to set, and mlptl's client with the environment's credentials creates, logs and reads;
+- the SLURM and PBS scripts, run for real with stand-ins for the scheduler, Ray, Python and MLflow (each
+  records what it was given): the password and Flask key made once in private files in the store, the
+  driver and every node's `ray start` (PBS: through a remote shell that passes no environment) with the
+  user and password, the server alone with the admin password and key, the password on no command line;
+  and the server the SLURM script starts, from exactly its arguments, environment and auth configuration,
+  refuses requests without the credentials and admits the ones every node got.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -97,6 +104,38 @@ def _status(url: str, auth: tuple[str, str] | None = None) -> int:
         return e.code
 
 
+@contextmanager
+def _mlflow_server(args: list[str], env: dict, log: Path, url: str):
+    """`mlflow ARGS` (this environment's mlflow) in its own process group until /health answers; killed after."""
+    mlflow = str(Path(sys.executable).parent / "mlflow")
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([mlflow, *args], env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "mlflow server exited:\n" + log.read_text()[-3000:]
+            try:
+                _status(f"{url}/health")
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not answer:\n" + log.read_text()[-3000:])
+        yield
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _clean_env() -> dict:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_"))}
+
+
 @pytest.fixture
 def auth_server(tmp_path):
     """The on-prem config's own ini command and server environment, served on 127.0.0.1 (one worker)."""
@@ -111,39 +150,16 @@ def auth_server(tmp_path):
     ini_cmd = _ini_command(config).replace("/shared/mlptl", str(shared))
     subprocess.run(["bash", "-c", ini_cmd], env={**os.environ, "HOME": str(home)}, check=True)
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env = _clean_env()
     env.update(HOME=str(home), MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
                MLFLOW_AUTH_CONFIG_PATH=str(home / "mlflow-auth.ini"), MLFLOW_AUTH_ADMIN_PASSWORD=password,
                MLFLOW_FLASK_SERVER_SECRET_KEY=os.urandom(16).hex())
-    mlflow = str(Path(sys.executable).parent / "mlflow")
-    log = tmp_path / "mlflow.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{shared / 'mlflow' / 'mlflow.db'}",
-             "--artifacts-destination", str(shared / "mlflow" / "artifacts"), "--app-name", "basic-auth"],
-            env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "mlflow server exited:\n" + log.read_text()[-3000:]
-            try:
-                _status(f"{url}/health")
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not answer:\n" + log.read_text()[-3000:])
+    args = ["server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{shared / 'mlflow' / 'mlflow.db'}",
+            "--artifacts-destination", str(shared / "mlflow" / "artifacts"), "--app-name", "basic-auth"]
+    with _mlflow_server(args, env, tmp_path / "mlflow.log", url):
         yield url, password, shared
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 @pytest.mark.slow
@@ -175,3 +191,143 @@ def test_the_configs_server_refuses_strangers_and_admits_mlptl_with_the_environm
     T.set_status(c, run_id, "finished")
     assert c.get_run(run_id).data.tags[T.TAG_STATUS] == "finished"
     assert [m.value for m in c.get_metric_history(run_id, "val_forces_mae")] == [0.5]
+
+
+# ================================================================ the SLURM and PBS scripts' server
+SBATCH = CLUSTERS / "slurm" / "mlptl.sbatch"
+PBS = CLUSTERS / "pbs" / "mlptl.pbs"
+
+
+def _script_value(script: Path, name: str) -> str:
+    """A value the batch script sets once (``name=value``): read from the script, not repeated here."""
+    (value,) = re.findall(rf"^\s*{name}=(\S+)$", script.read_text(), re.M)
+    return value
+
+
+def _stand_ins(tmp_path: Path, records: Path) -> Path:
+    """srun, scontrol, pbs_tmrsh and ssh that run the step here; mlflow, ray and python that record their
+    arguments and environment in RECORDS and exit (the driver once both nodes' `ray start` have recorded, or
+    the script's shutdown could stop them first). pbs_tmrsh and ssh start their command with an empty
+    environment (a remote process inherits nothing from the batch script); ssh, like ssh, hands the remote
+    shell one line."""
+    d = tmp_path / "bin"
+    d.mkdir()
+    record = f'#!/bin/sh\nf={records}/$(basename "$0").$$\nenv > "$f.env"\nprintf "%s\\n" "$@" > "$f.args"\n'
+    wait = (f'[ "$1" = -u ] && for _ in $(seq 100); do [ "$(cat {records}/ray.*.args | grep -cx start)" -ge 2 ] '
+            "&& break; sleep 0.1; done\nexit 0\n")
+    scripts = {
+        "mlflow": record, "ray": record, "python": record + wait,
+        "srun": "#!/bin/sh\nwhile [ $# -gt 0 ]; do case $1 in -w) shift 2;; -*) shift;; *) break;; esac; done\n"
+                'exec "$@"\n',
+        "scontrol": '#!/bin/sh\n[ "$1 $2" = "show hostnames" ] && printf "n1\\nn2\\n"\n',
+        "pbs_tmrsh": '#!/bin/sh\nshift\nexec env -i "$@"\n',
+        "ssh": '#!/bin/sh\nshift\nexec env -i bash -c "$*"\n',
+    }
+    for name, body in scripts.items():
+        (d / name).write_text(body)
+        (d / name).chmod(0o755)
+    return d
+
+
+def _recorded(records: Path, program: str, first_arg: str) -> list[tuple[list[str], dict]]:
+    out = []
+    for f in sorted(records.glob(f"{program}.*.args")):
+        args = f.read_text().splitlines()
+        if args and args[0] == first_arg:
+            env = dict(line.split("=", 1) for line in f.with_suffix(".env").read_text().splitlines() if "=" in line)
+            out.append((args, env))
+    return out
+
+
+def _run_script(script: Path, tmp_path: Path, store: Path, remote_shell: str = "pbs_tmrsh", **extra: str):
+    """The batch script for real on two 'nodes' (n1, n2; both this machine) with the stand-ins; returns its
+    output and the folder of what the stand-ins recorded (one per run)."""
+    records = tmp_path / "records"
+    records.mkdir()
+    bin_dir = tmp_path / "bin"
+    if not bin_dir.exists():
+        _stand_ins(tmp_path, records)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
+           "MLPTL_STORE": str(store), "MLPTL_HEAD_IP": "127.0.0.1", "MLFLOW_PORT": "5000", **extra}
+    if script == SBATCH:
+        env.update(SLURM_JOB_ID="11", SLURM_JOB_NODELIST="n[1-2]", SLURM_CPUS_PER_TASK="1")
+        argv = ["bash", str(script), "study.py", "--smoke"]
+    else:
+        nodefile = tmp_path / "nodes"
+        nodefile.write_text("n1\nn1\nn2\n")
+        env.update(PBS_JOBID="11.pbs", PBS_NODEFILE=str(nodefile), PBS_O_WORKDIR=str(tmp_path), NCPUS="1",
+                   MLPTL_STUDY="study.py", MLPTL_ARGS="--smoke", MLPTL_REMOTE_SHELL=remote_shell)
+        argv = ["bash", str(script)]
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    kept = tmp_path / f"records-{len(list(tmp_path.glob('records-*')))}"
+    records.rename(kept)
+    return r, kept
+
+
+@pytest.mark.parametrize(
+    "script, remote_shell", [(SBATCH, None), (PBS, "pbs_tmrsh"), (PBS, "ssh")], ids=["slurm", "pbs", "pbs-ssh"]
+)
+def test_batch_scripts_server_requires_the_password_every_node_reads_from_the_store(script, remote_shell, tmp_path):
+    store = tmp_path / "store"
+    r, records = _run_script(script, tmp_path, store, remote_shell or "pbs_tmrsh")
+    user = _script_value(script, "mlflow_user")
+    files = {k: Path(_script_value(script, k).replace("$store", str(store))) for k in
+             ("password_file", "secret_file", "auth_ini")}
+    # the password and the Flask key: made once, private, in the store beside the server's runs
+    for k in ("password_file", "secret_file"):
+        assert files[k].parent == store / "mlflow-server"
+        assert files[k].stat().st_mode & 0o777 == 0o600, k
+    password = files["password_file"].read_text()
+    assert len(password) >= 32
+    # the server: basic-auth, its configuration, and its secrets in its environment
+    ((server, server_env),) = _recorded(records, "mlflow", "server")
+    assert "--app-name" in server and server[server.index("--app-name") + 1] == "basic-auth"
+    assert server_env["MLFLOW_AUTH_CONFIG_PATH"] == str(files["auth_ini"])
+    assert server_env["MLFLOW_AUTH_ADMIN_PASSWORD"] == password
+    assert server_env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == files["secret_file"].read_text()
+    assert f"database_uri = sqlite:///{store}/mlflow-server/basic_auth.db" in files["auth_ini"].read_text()
+    # the driver and every node's `ray start` (the environment its trials inherit): the user and the password,
+    # not the server's secrets
+    starts = _recorded(records, "ray", "start")
+    assert len(starts) == 2 and sum("--head" in args for args, _ in starts) == 1
+    drivers = [(args, env) for args, env in _recorded(records, "python", "-u") if "study.py" in args]
+    assert len(drivers) == 1
+    for _, env in [*starts, *drivers]:
+        assert env["MLFLOW_TRACKING_USERNAME"] == user and env["MLFLOW_TRACKING_PASSWORD"] == password
+        assert "MLFLOW_AUTH_ADMIN_PASSWORD" not in env and "MLFLOW_FLASK_SERVER_SECRET_KEY" not in env
+        assert env["RAY_AUTH_MODE"] == "token"
+    # the password on no command line and in no log line
+    assert password not in r.stdout + r.stderr
+    for f in records.glob("*.args"):
+        assert password not in f.read_text(), f.name
+    # a later job (a requeue, a resubmission) keeps the password: the auth database has the first one
+    _, records2 = _run_script(script, tmp_path, store, remote_shell or "pbs_tmrsh")
+    assert files["password_file"].read_text() == password
+    ((_, server_env2),) = _recorded(records2, "mlflow", "server")
+    assert server_env2["MLFLOW_AUTH_ADMIN_PASSWORD"] == password
+
+
+@pytest.mark.slow
+def test_slurm_scripts_server_refuses_strangers_and_admits_the_credentials_every_node_got(tmp_path):
+    """The server exactly as the SLURM script starts it (arguments, environment, the auth configuration it
+    wrote), one gunicorn worker instead of two: HTTP 401 without the credentials or with a wrong password,
+    the UI included; the user and password a node's `ray start` got are admitted."""
+    pytest.importorskip("flask_wtf", reason="MLflow's basic-auth app needs mlflow[auth] (Flask-WTF)")
+    store = tmp_path / "store"
+    port = _free_port()
+    _, records = _run_script(SBATCH, tmp_path, store, MLFLOW_PORT=str(port))
+    ((server, server_env),) = _recorded(records, "mlflow", "server")
+    ((_, node_env), _) = _recorded(records, "ray", "start")
+    assert server[server.index("--workers") + 1] == "2"
+    server[server.index("--workers") + 1] = "1"
+    env = {**_clean_env(), **{k: v for k, v in server_env.items() if k.startswith("MLFLOW_")}}
+    url = f"http://127.0.0.1:{port}"
+    with _mlflow_server(server, env, tmp_path / "mlflow.log", url):
+        api = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
+        creds = (node_env["MLFLOW_TRACKING_USERNAME"], node_env["MLFLOW_TRACKING_PASSWORD"])
+        assert _status(api) == 401
+        assert _status(f"{url}/") == 401  # the UI: the browser asks for the user and password
+        assert _status(api, (creds[0], "wrong-password")) == 401
+        assert _status(api, creds) == 200
+        assert (store / "mlflow-server" / "basic_auth.db").is_file()

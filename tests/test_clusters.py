@@ -222,6 +222,81 @@ def test_pbs_dry_run_prints_the_commands_for_each_node(tmp_path):
     assert "--host 10.0.0.1 --port 5000" in mlflow
 
 
+def _script_value(script: Path, name: str) -> str:
+    """A value the batch script sets once (``name=value``): the tests read it rather than repeat it."""
+    import re
+
+    (value,) = re.findall(rf"^\s*{name}=(\S+)$", script.read_text(), re.M)
+    return value
+
+
+def _batch_dry_run(script: Path, tmp_path: Path, **extra: str) -> subprocess.CompletedProcess:
+    """Three nodes (a1, a2, a3), the head at 10.9.8.7, the store in /shared/store."""
+    common = {"MLPTL_STORE": "/shared/store", "MLPTL_HEAD_IP": "10.9.8.7", **extra}
+    if script == SBATCH:
+        fake = _fake_bin(tmp_path, "scontrol", '[ "$1 $2" = "show hostnames" ] && printf "a1\\na2\\na3\\n"\n')
+        env = {"PATH": f"{fake}:{os.environ['PATH']}", "SLURM_JOB_ID": "5", "SLURM_JOB_NODELIST": "a[1-3]"}
+        return _dry_run(script, {**env, **common}, "studies/quickstart.py")
+    nodefile = tmp_path / "nodes"
+    nodefile.write_text("a1\na2\na3\n")
+    env = {"PBS_JOBID": "5.pbs", "PBS_NODEFILE": str(nodefile), "PBS_O_WORKDIR": str(REPO), "NCPUS": "2",
+           "MLPTL_STUDY": "studies/quickstart.py"}
+    return _dry_run(script, {**env, **common})
+
+
+@pytest.mark.parametrize("script", [SBATCH, PBS], ids=["slurm", "pbs"])
+def test_batch_dry_run_starts_a_basic_auth_server_and_hands_its_credentials_to_every_node(script, tmp_path):
+    """The head's MLflow server runs MLflow's basic-auth app (users beside the runs, no permissions for any
+    other user, the admin the user every node logs in as); the driver and every `ray start` get that user and
+    the password file's content, the password itself on no command line. tests/test_cluster_auth.py runs the
+    scripts with stand-ins and serves what they write with a real server."""
+    import re
+
+    r = _batch_dry_run(script, tmp_path)
+    assert r.returncode == 0, r.stderr
+    user = _script_value(script, "mlflow_user")
+    password_file = _script_value(script, "password_file").replace("$store", "/shared/store")
+    auth_ini = _script_value(script, "auth_ini").replace("$store", "/shared/store")
+    out = r.stdout.splitlines()
+    lines = [line for line in out if line.startswith("+ ")]
+    # the server: the basic-auth app with the script's configuration
+    (mlflow,) = [line for line in lines if "mlflow server" in line]
+    assert "--app-name basic-auth" in mlflow
+    assert f"env MLFLOW_AUTH_CONFIG_PATH={auth_ini} mlflow server --host 10.9.8.7 --port 5000" in mlflow
+    assert "--allowed-hosts 10.9.8.7:5000,a1:5000,localhost:5000,127.0.0.1:5000" in mlflow
+    start = out.index(f"+ write {auth_ini}")
+    ini = [line.strip() for line in out[start + 1:start + 5]]
+    assert ini == ["[mlflow]", "default_permission = NO_PERMISSIONS",
+                   "database_uri = sqlite:////shared/store/mlflow-server/basic_auth.db", f"admin_username = {user}"]
+    assert "--backend-store-uri sqlite:////shared/store/mlflow-server/mlflow.db" in mlflow  # users beside the runs
+    # the driver's credentials: exported in the script (its children inherit them) before anything starts
+    export = f'+ export MLFLOW_TRACKING_USERNAME={user} MLFLOW_TRACKING_PASSWORD="$(cat {password_file})"'
+    assert export in lines
+    ray_starts = [line for line in lines if "ray start" in line]
+    assert len(ray_starts) == 3
+    assert all(lines.index(export) < lines.index(x) for x in [mlflow, *ray_starts])
+    if script == SBATCH:
+        # srun passes the script's environment (--export=ALL, SLURM's default) to every node
+        assert all(x.startswith("+ srun ") and "--export" not in x for x in ray_starts)
+    else:
+        # remote processes do not inherit it: each reads the password from its private file, as the Ray token
+        for x in ray_starts:
+            assert f"MLFLOW_TRACKING_USERNAME={user} MLPTL_MLFLOW_PASSWORD_FILE={password_file} bash -c " in x
+            assert 'MLFLOW_TRACKING_PASSWORD=$(cat "$MLPTL_MLFLOW_PASSWORD_FILE")' in x
+    # the password itself on no command line: everywhere read from its file
+    assert set(re.findall(r"MLFLOW_TRACKING_PASSWORD=(\S+)", r.stdout)) <= {'"$(cat', "$(cat"}
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD" not in r.stdout and "SECRET_KEY" not in r.stdout
+
+
+@pytest.mark.parametrize("script", [SBATCH, PBS], ids=["slurm", "pbs"])
+def test_batch_dry_run_with_an_existing_tracking_server_starts_none_and_sets_no_credentials(script, tmp_path):
+    r = _batch_dry_run(script, tmp_path, MLFLOW_TRACKING_URI="https://mlflow.internal")
+    assert r.returncode == 0, r.stderr
+    assert "mlflow server" not in r.stdout and "basic_auth" not in r.stdout
+    assert "MLFLOW_TRACKING_USERNAME" not in r.stdout and "MLFLOW_TRACKING_PASSWORD" not in r.stdout
+    assert "--tracking-uri https://mlflow.internal" in r.stdout
+
+
 @pytest.mark.parametrize("name", YAMLS)
 def test_cluster_yaml_servers_bind_no_more_than_they_must(name):
     """Ray's dashboard (its job API runs code) only on the head's loopback; MLflow on all interfaces only
