@@ -73,6 +73,7 @@ def test_the_exposed_tracking_server_requires_the_credentials_every_node_gets(na
     assert f"database_uri = sqlite:///{backend}/basic_auth.db" in ini
     assert r"admin_username = mlptl\n" in ini
     assert "default_permission = NO_PERMISSIONS" in ini
+    assert r"auth_cache_ttl_seconds = 60\n" in ini  # scrypt (~0.1 s of CPU) once a minute, not per request
     assert config["head_start_ray_commands"].index(ini) < config["head_start_ray_commands"].index(server)
     # every node: the password shipped like the Ray token, exported to every shell (driver, `ray start`, trials)
     mounts = config["file_mounts"]

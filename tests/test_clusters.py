@@ -265,9 +265,10 @@ def test_batch_dry_run_starts_a_basic_auth_server_and_hands_its_credentials_to_e
     assert f"env MLFLOW_AUTH_CONFIG_PATH={auth_ini} mlflow server --host 10.9.8.7 --port 5000" in mlflow
     assert "--allowed-hosts 10.9.8.7:5000,a1:5000,localhost:5000,127.0.0.1:5000" in mlflow
     start = out.index(f"+ write {auth_ini}")
-    ini = [line.strip() for line in out[start + 1:start + 5]]
+    ini = [line.strip() for line in out[start + 1:start + 6]]
     assert ini == ["[mlflow]", "default_permission = NO_PERMISSIONS",
-                   "database_uri = sqlite:////shared/store/mlflow-server/basic_auth.db", f"admin_username = {user}"]
+                   "database_uri = sqlite:////shared/store/mlflow-server/basic_auth.db", f"admin_username = {user}",
+                   "auth_cache_ttl_seconds = 60"]  # a password checked once a minute, not at every request
     assert "--backend-store-uri sqlite:////shared/store/mlflow-server/mlflow.db" in mlflow  # users beside the runs
     # the driver's credentials: exported in the script (its children inherit them) before anything starts
     export = f'+ export MLFLOW_TRACKING_USERNAME={user} MLFLOW_TRACKING_PASSWORD="$(cat {password_file})"'
