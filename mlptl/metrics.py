@@ -65,6 +65,9 @@ OBJECTIVE = VAL_FORCES_MAE
 BEST_VAL_FORCES_MAE = "best_" + VAL_FORCES_MAE
 # Fraction of a model's MD runs (all temperatures and replicas) that stayed stable.
 STABLE_FRACTION = "stability_stable_fraction"
+# A multi-element model's MD stability: the integral |g - g_ref| (A) of its mean RDF over the runs at one
+# temperature, in total and per element pair (``stability_rdf_distance.T900``, ``...T900.pair_Cu-Ni``).
+STABILITY_RDF_DISTANCE = "stability_rdf_distance"
 # The search's short MD check of a finished trial (Study.search_stability): 1/0, and time to failure.
 SEARCH_MD_STABLE = "search_md_stable"
 SEARCH_MD_TTF = "search_md_ttf_ps"

@@ -44,8 +44,10 @@ STUDY = Study(
     seeds=(0, 1, 2),
     max_epochs=8,
     pruner=PrunerSpec(kind="median", n_startup_trials=2, n_warmup_steps=2),
-    # MD stability is single-element for now; properties: mixing energy and lattice constant against the reference
-    evaluation=EvaluationSpec(stability_temperatures=(), properties=True),
+    # MD stability from EMT's random Cu0.5Ni0.5 at the data's top temperature, the RDF criterion on the total and
+    # each pair's partial RDF (1000 steps: 0.5 ps equilibration, then one 0.5 ps window); properties: mixing
+    # energy and lattice constant against the reference
+    evaluation=EvaluationSpec(stability_temperatures=(700.0,), stability_steps=1000, properties=True),
     resources=Resources(cpus_per_trial=1),
     val_size=6,
     test_size=12,

@@ -49,7 +49,8 @@ STUDY = Study(
     seeds=(0, 1, 2),
     max_epochs=8,
     pruner=PrunerSpec(kind="median", n_startup_trials=2, n_warmup_steps=2),
-    # MD stability is single-element for now; properties: mixing energy and lattice constant against the reference
+    # MD stability (stability_temperatures, from a random alloy) is left off here for cost; properties: mixing energy
+    # and lattice constant against the reference
     evaluation=EvaluationSpec(stability_temperatures=(), properties=True),
     resources=Resources(cpus_per_trial=1),
     val_size=6,

@@ -4,8 +4,10 @@ Returns flat metrics for MLflow (``stability_stable_fraction.T900``, ``prop_C11`
 JSON details and plots into a directory that the trial logs as artifacts. The reference potential is
 the study's for the target element, passed by name; without one (DFT data) stability needs the crystal
 to start from and runs without the RDF criterion, and properties are not compared with a reference. A
-model of several elements (``element`` a chemistry such as ``"Cu-Ni"``) is evaluated on alloys instead:
-mixing energies, lattice constants and partial RDFs against a system reference (:mod:`mlptl.evaluate.alloys`).
+model of several elements (``element`` a chemistry such as ``"Cu-Ni"``) runs the same stability protocol
+from the system reference's random alloy (the RDF criterion also per element pair) and is evaluated on
+alloys instead of one crystal: mixing energies, lattice constants and partial RDFs against the system
+reference (:mod:`mlptl.evaluate.alloys`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from mlptl.evaluate.alloys import (
 )
 from mlptl.evaluate.plots import plot_stability
 from mlptl.evaluate.properties import PropertyConfig, compare_properties, compute_properties
+from mlptl.evaluate.rdf import rdf_distance
 from mlptl.evaluate.stability import run_stability
 from mlptl.evaluate.stability_config import StabilityConfig
 from mlptl.fsutil import atomic_write_text
@@ -71,16 +74,17 @@ def evaluate_model(
     must be given for anything to run. The reference RDF is cached in ``cache_dir``. What was skipped
     and why goes to ``out_dir/evaluation.json``.
 
-    ``element`` may name several elements (``"Cu-Ni"``): then ``reference`` names a system reference and
+    ``element`` may name several elements (``"Cu-Ni"``): then ``reference`` names a system reference,
+    stability runs from its random alloy of the composition of ``compositions`` nearest equal parts, and
     ``properties`` (if not None) runs the alloy properties at ``compositions`` (default
-    :func:`~mlptl.evaluate.alloys.default_compositions`) instead; single-element stability is skipped.
+    :func:`~mlptl.evaluate.alloys.default_compositions`) instead of one crystal's.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     chem = Chemistry.parse(element) if isinstance(element, str) else Chemistry(element)
     if len(chem) > 1:
         return _evaluate_alloys(model_path, chem, out, stability=stability, properties=properties,
-                                reference=reference, compositions=compositions)
+                                reference=reference, compositions=compositions, cache_dir=cache_dir)
     metrics: dict[str, float] = {}
     notes: list[str] = []
     if reference is None and initial is None:
@@ -89,24 +93,8 @@ def evaluate_model(
         _write_json(out / "evaluation.json", {"element": element, "reference": None, "notes": notes})
         return metrics
     if stability is not None:
-        calc = load_calculator(model_path, element)  # loaded once (seconds), reset for each MD run
-
-        def factory():
-            calc.reset()
-            return calc
-
-        res = run_stability(factory, element, stability, reference=reference, initial=initial, progress=False,
-                            cache_dir=cache_dir)
-        for t, s in res.by_temperature().items():
-            metrics[f"stability_stable_fraction.{_t(t)}"] = float(s["stable_fraction"])
-            metrics[f"stability_median_ttf_ps.{_t(t)}"] = float(s["median_time_to_failure_ps"])
-        metrics["stability_stable_fraction"] = float(res.stable_fraction)
-        notes.extend(res.notes)
-        _write_json(out / "stability.json", res.to_dict())
-        try:
-            plot_stability(res, out)
-        except Exception:  # a plot must never fail an evaluation
-            log.exception("stability plots failed")
+        metrics.update(_stability(model_path, element, stability, out, notes, reference=reference, initial=initial,
+                                  cache_dir=cache_dir))
     props = None
     if properties is not None:
         try:
@@ -131,24 +119,66 @@ def evaluate_model(
     return metrics
 
 
+def _stability(
+    model_path: str | Path, element: str, config: StabilityConfig, out: Path, notes: list[str], *,
+    reference: str | None, initial: Atoms | None, cache_dir: str | Path | None,
+    compositions: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """Stability metrics of the model, one element or several; details, plots and notes into ``out`` and ``notes``.
+
+    Both run the same protocol and give the same metric names, so the report's stability tables hold
+    alloys too; several elements add each temperature's RDF distance, total and per element pair.
+    """
+    calc = load_calculator(model_path, element)  # loaded once (seconds), reset for each MD run
+
+    def factory():
+        calc.reset()
+        return calc
+
+    res = run_stability(factory, element, config, reference=reference, initial=initial, progress=False,
+                        cache_dir=cache_dir, compositions=compositions)
+    metrics: dict[str, float] = {}
+    for t, s in res.by_temperature().items():
+        metrics[f"stability_stable_fraction.{_t(t)}"] = float(s["stable_fraction"])
+        metrics[f"stability_median_ttf_ps.{_t(t)}"] = float(s["median_time_to_failure_ps"])
+    metrics["stability_stable_fraction"] = float(res.stable_fraction)
+    for t, entry in res.rdf.items():
+        if "pair_distance" not in entry:  # one element: no partial RDFs
+            continue
+        name = M.group_metric(M.STABILITY_RDF_DISTANCE, _t(t))
+        if entry["g"] is not None and entry["g_ref"] is not None:
+            metrics[name] = rdf_distance(entry["r"], entry["g"], entry["g_ref"])
+        for pair, d in entry["pair_distance"].items():
+            if d is not None:
+                metrics[M.pair_metric(name, *pair.split("-"))] = float(d)
+    notes.extend(res.notes)
+    _write_json(out / "stability.json", res.to_dict())
+    try:
+        plot_stability(res, out)
+    except Exception:  # a plot must never fail an evaluation
+        log.exception("stability plots failed")
+    return metrics
+
+
 def _evaluate_alloys(
     model_path: str | Path, chem: Chemistry, out: Path, *, stability: StabilityConfig | None,
     properties: PropertyConfig | None, reference: str | None, compositions: Sequence[str] | None,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, float]:
-    """:func:`evaluate_model` for a model of several elements: alloy properties and partial RDFs."""
+    """:func:`evaluate_model` for a model of several elements: MD stability, alloy properties and partial RDFs."""
     comps = [Composition.coerce(c).label for c in (compositions or default_compositions(chem))]
     outside = sorted({el for c in comps for el in Composition.parse(c).elements} - set(chem))
     if outside:
         raise InputError(f"compositions {comps} name elements outside {chem}: {', '.join(outside)}")
     metrics: dict[str, float] = {}
     notes: list[str] = []
-    if stability is not None:
-        notes.append(f"MD stability is single-element: skipped for {chem} (partial RDFs run with the properties)")
-        log.info("%s", notes[-1])
     if reference is None:
-        notes.append(f"no reference potential for {chem}: alloy properties skipped")
+        notes.append(f"no reference potential for {chem}: MD stability and alloy properties skipped")
         log.warning("%s", notes[-1])
-    elif properties is not None:
+    elif stability is not None:
+        metrics.update(_stability(model_path, chem.label, stability, out, notes, reference=reference, initial=None,
+                                  cache_dir=cache_dir, compositions=comps))
+    if reference is not None and properties is not None:
         ref = get_system_reference(reference, chem)
         calc = load_calculator(model_path, chem.label)
         ref_props = alloy_properties(ref.calculator(), ref, comps)
@@ -194,7 +224,8 @@ def md_check(
 
     What a search can afford per trial (a few seconds for the tiny model); the final phase runs the full
     protocol. Metrics: ``search_md_stable`` (1 or 0) and ``search_md_ttf_ps`` (time to failure, or the run
-    length when stable).
+    length when stable). A chemistry of several elements (``"Cu-Ni"``, ``reference`` a system reference)
+    runs from the reference's equal-parts random alloy, its RDF criterion also per element pair.
     """
     from dataclasses import replace
 

@@ -50,9 +50,13 @@ class RDFGrid:
         """g_ab(r) of one frame for each (a, b) in ``pairs``: the b atoms around an a atom, over b's mean
         density, so that g = sum over ordered pairs of x_a x_b g_ab; pairs absent from the frame are left out."""
         i, j, d = neighbour_list("ijd", atoms, self.rmax)
-        symbols = np.asarray(atoms.get_chemical_symbols())
+        return self.partial_g(i, j, d, np.asarray(atoms.get_chemical_symbols()), atoms.get_volume(), pairs)
+
+    def partial_g(self, i: np.ndarray, j: np.ndarray, d: np.ndarray, symbols: np.ndarray, volume: float,
+                  pairs: list[tuple[str, str]]) -> dict[tuple[str, str], np.ndarray]:
+        """:meth:`partial` from a neighbour list already at hand (``i``, ``j``, ``d`` as matscipy's, over a
+        cutoff of at least ``rmax``), as the MD monitor has one for its distance check."""
         si, sj = symbols[i], symbols[j]
-        volume = atoms.get_volume()
         out = {}
         for a, b in pairs:
             na, nb = int(np.sum(symbols == a)), int(np.sum(symbols == b))

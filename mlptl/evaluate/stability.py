@@ -12,6 +12,10 @@ calibrated, see docs/evaluation.md).
 Which reference is never assumed: the caller names it (``reference=NAME``), or passes ``reference=None``
 with the crystal to start from, and then either a reference RDF (e.g. from DFT frames) or none, in
 which case the RDF criterion is off and the result says so.
+
+Several elements (``element`` a chemistry such as ``"Cu-Ni"``, ``reference`` a system reference) run the
+same protocol from the reference's random alloy; the RDF criterion then also compares every element pair's
+partial RDF with the reference's, and the result keeps the mean partial RDFs and their distances.
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ from tqdm.auto import tqdm
 from mlptl.data.md import thermalize
 from mlptl.evaluate.md import make_dynamics, nearest_neighbour_distance, run_seed
 from mlptl.evaluate.monitor import CRITERIA, Limits, Monitor, MonitorBug, Tripped
-from mlptl.evaluate.rdf import on_grid
+from mlptl.evaluate.rdf import on_grid, rdf_distance
 from mlptl.evaluate.reference_rdf import reference_rdf as compute_reference_rdf
-from mlptl.evaluate.stability_config import StabilityConfig, stability_cell
+from mlptl.evaluate.stability_config import StabilityConfig, chemistry_of, stability_cell
 
 __all__ = ["CRITERIA", "StabilityConfig", "RunResult", "StabilityResult", "run_stability"]
 
@@ -76,8 +80,9 @@ class StabilityResult:
     config: StabilityConfig
     runs: tuple[RunResult, ...]
     thresholds: dict[str, float | None]
-    #: per temperature: {"r": [...], "g": [...] (model, averaged over runs), "g_ref": [...] or None}
-    rdf: dict[float, dict[str, list[float] | None]] = field(default_factory=dict)
+    #: per temperature: {"r": [...], "g": [...] (model, averaged over runs), "g_ref": [...] or None}; for
+    #: several elements also "partials" and "partials_ref" ({"a-b": [...]}) and "pair_distance" ({"a-b": A})
+    rdf: dict[float, dict[str, Any]] = field(default_factory=dict)
     wall_time_s: float = 0.0
     #: the reference potential the runs started from and were compared with (None: a given crystal)
     reference: str | None = None
@@ -154,7 +159,8 @@ class StabilityResult:
 def _run_one(
     calculator_factory: Callable[[], Calculator], initial: Atoms, temperature: float, replica: int,
     config: StabilityConfig, limits: Limits, g_ref: np.ndarray | None, pbar,
-) -> tuple[RunResult, np.ndarray, int]:
+    pairs: Sequence[str] = (), partial_refs: Mapping[str, np.ndarray] | None = None,
+) -> tuple[RunResult, Monitor]:
     seed = run_seed(config.seed, temperature, replica)
     rng = np.random.default_rng(seed)
     atoms = initial.copy()
@@ -165,7 +171,7 @@ def _run_one(
     thermalize(atoms, temperature, rng)
     dyn = make_dynamics(atoms, temperature, timestep_fs=config.timestep_fs, thermostat=config.thermostat,
                         friction=config.friction, rng=rng)
-    mon = Monitor(atoms, dyn, temperature, limits, g_ref, pbar)
+    mon = Monitor(atoms, dyn, temperature, limits, g_ref, pbar, pairs=pairs, partial_refs=partial_refs)
     dyn.attach(mon, interval=1)
     ttf: float | None = None
     criterion: str | None = None
@@ -186,7 +192,7 @@ def _run_one(
         pbar.update(config.steps - mon.last_step)
     run = RunResult(temperature=temperature, replica=replica, seed=seed, time_to_failure_ps=ttf,
                     criterion=criterion, detail=detail, extremes=mon.extremes())
-    return run, mon.g_sum, mon.g_n
+    return run, mon
 
 
 def run_stability(
@@ -199,6 +205,7 @@ def run_stability(
     initial: Atoms | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    compositions: Sequence[str] | None = None,
 ) -> StabilityResult:
     """NVT MD per temperature and replica; every run ends at the first criterion that trips.
 
@@ -210,9 +217,18 @@ def run_stability(
     :func:`mlptl.evaluate.reference_rdf.reference_rdf` with ``frames=``; None computes it from the
     reference potential, or, without one, switches the RDF criterion off (noted in the result). The
     RDF criterion is also off, with a note, at temperatures without a reference RDF.
+
+    ``element`` may be a chemistry (``"Cu-Ni"``) with ``reference`` a system reference: the runs start
+    from its random alloy of :func:`~mlptl.evaluate.stability_config.stability_composition`
+    (``compositions``), and ``reference_rdf``'s entries are then (r, g, {"a-b": g_ab}), the partial RDFs
+    the RDF criterion compares each pair with.
     """
     t0 = time.perf_counter()
-    cell = stability_cell(element, reference, config, initial)
+    chem = chemistry_of(element)
+    if chem is not None:
+        element = chem.label
+    cell = stability_cell(element, reference, config, initial, compositions=compositions)
+    pairs = _pairs(cell) if chem is not None else []
     nn = nearest_neighbour_distance(cell)
     limits = config.limits(nn)
     notes: list[str] = []
@@ -222,7 +238,8 @@ def run_stability(
             log.warning("%s: %s", element, notes[-1])
         else:
             reference_rdf = compute_reference_rdf(element, config.temperatures, config, reference=reference,
-                                                  initial=initial, cache_dir=cache_dir, progress=progress)
+                                                  initial=initial, cache_dir=cache_dir, progress=progress,
+                                                  compositions=compositions)
     if "rdf" in config.criteria and limits.window_frames * len(cell) < _MIN_RDF_ATOM_FRAMES:
         # Noise in a windowed RDF grows as 1/sqrt(atoms x frames); the threshold was calibrated with
         # 64 atoms x 50 frames, where SW's own windows deviate by about 0.1-0.2 A (docs/evaluation.md).
@@ -230,30 +247,46 @@ def run_stability(
                     "(calibrated for >= %d atom-frames)", limits.window_frames, len(cell), _MIN_RDF_ATOM_FRAMES)
     r = limits.grid.r
     g_refs: dict[float, np.ndarray | None] = {}
+    p_refs: dict[float, dict[str, np.ndarray]] = {}
     for t in config.temperatures:
         ref = _lookup_temperature(reference_rdf or {}, t)
         if ref is None and "rdf" in config.criteria and reference_rdf is not None:
             notes.append(f"rdf criterion off at {t:g} K: no reference RDF at that temperature")
             log.warning("%s: %s", element, notes[-1])
-        g_refs[t] = None if ref is None else on_grid(r, *ref)
+        g_refs[t] = None if ref is None else on_grid(r, *ref[:2])
+        p_refs[t] = {}
+        if pairs and ref is not None:
+            given = ref[2] if len(ref) > 2 else {}
+            p_refs[t] = {p: on_grid(r, ref[0], given[p]) for p in pairs if p in given}
+            if len(p_refs[t]) < len(pairs) and "rdf" in config.criteria:
+                missing = [p for p in pairs if p not in given]
+                notes.append(f"no reference partial RDF at {t:g} K for {', '.join(missing)}: the rdf criterion "
+                             "checks the other pairs and the total only")
+                log.warning("%s: %s", element, notes[-1])
     total = len(config.temperatures) * config.replicas * config.steps
     runs: list[RunResult] = []
-    rdfs: dict[float, dict[str, list[float] | None]] = {}
+    rdfs: dict[float, dict[str, Any]] = {}
     with tqdm(total=total, disable=not progress, desc=f"stability {element}", unit="step") as pbar:
         for t in config.temperatures:
             g_sum, g_n = np.zeros(limits.grid.nbins), 0
+            gp_sum = {p: np.zeros(limits.grid.nbins) for p in pairs}
             for k in range(config.replicas):
                 pbar.set_postfix_str(f"T={t:g} K replica {k}")
-                run, gs, gn = _run_one(calculator_factory, cell, t, k, config, limits, g_refs[t], pbar)
+                run, mon = _run_one(calculator_factory, cell, t, k, config, limits, g_refs[t], pbar,
+                                    pairs=pairs, partial_refs=p_refs[t])
                 runs.append(run)
-                g_sum += gs
-                g_n += gn
+                g_sum += mon.g_sum
+                g_n += mon.g_n
+                for (a, b), g in mon.gp_sum.items():
+                    gp_sum[f"{a}-{b}"] += g
             g_ref = g_refs[t]
             rdfs[t] = {
                 "r": r.tolist(),
                 "g": (g_sum / g_n).tolist() if g_n else None,
                 "g_ref": None if g_ref is None else g_ref.tolist(),
             }
+            if pairs:
+                rdfs[t].update(_partial_summary(r, gp_sum, g_n, p_refs[t]))
     rdf_on = "rdf" in config.criteria and any(g is not None for g in g_refs.values())
     thresholds = {
         "max_temperature_factor": config.max_temperature_factor if "temperature" in config.criteria else None,
@@ -266,6 +299,25 @@ def run_stability(
     }
     return StabilityResult(element=element, config=config, runs=tuple(runs), thresholds=thresholds, rdf=rdfs,
                            wall_time_s=time.perf_counter() - t0, reference=reference, notes=tuple(notes))
+
+
+def _pairs(cell: Atoms) -> list[str]:
+    """Every element pair ``"a-b"`` of a cell (elements sorted, like-pairs included), as partial RDFs key them."""
+    els = sorted(set(cell.get_chemical_symbols()))
+    return [f"{a}-{b}" for k, a in enumerate(els) for b in els[k:]]
+
+
+def _partial_summary(r: np.ndarray, gp_sum: Mapping[str, np.ndarray], g_n: int,
+                     p_refs: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """The mean partial RDFs of all runs at one temperature, the reference's, and their distance per pair
+    (integral of |g_ab - g_ab_ref|, A; None without a reference or a sample)."""
+    means = {p: g / g_n for p, g in gp_sum.items()} if g_n else {}
+    return {
+        "partials": {p: g.tolist() for p, g in means.items()} or None,
+        "partials_ref": {p: g.tolist() for p, g in p_refs.items()} or None,
+        "pair_distance": {p: rdf_distance(r, means[p], p_refs[p]) if p in means and p in p_refs else None
+                          for p in gp_sum},
+    }
 
 
 def _lookup_temperature(table: Mapping[float, Any], t: float, tol: float = 0.5) -> Any:

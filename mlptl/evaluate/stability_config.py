@@ -6,19 +6,23 @@ compare against) is computed under the same protocol, and both modules need it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ase import Atoms
 
+from mlptl.data.chemistry import Chemistry, Composition
+from mlptl.data.structures import parent_lattice
+from mlptl.data.systems import get_system_reference
 from mlptl.errors import InputError
 from mlptl.evaluate.md import THERMOSTATS, md_cell, starting_cell
 from mlptl.evaluate.monitor import CRITERIA, Limits
 from mlptl.evaluate.rdf import RDFGrid
 from mlptl.serial import from_plain, to_plain
 
-__all__ = ["StabilityConfig", "stability_cell"]
+__all__ = ["StabilityConfig", "chemistry_of", "stability_cell", "stability_composition"]
 
 
 @dataclass(frozen=True)
@@ -125,11 +129,54 @@ class StabilityConfig:
         return from_plain(cls, d, "stability config")
 
 
+def chemistry_of(element: str) -> Chemistry | None:
+    """``element`` read as a chemistry of several elements (``"Cu-Ni"``, ``"Cu,Ni"``), else None: one
+    element, or a name the one-element path reports with its own error."""
+    try:
+        chem = Chemistry.parse(element)
+    except InputError:
+        return None
+    return chem if len(chem) > 1 else None
+
+
+def stability_composition(chemistry: Chemistry | str, compositions: Iterable[str] | None = None) -> Composition:
+    """The alloy a multi-element stability run starts from: of ``compositions`` (e.g. those the study's
+    data samples) the one of several elements nearest equal parts (the first on a tie), else equal parts.
+
+    One cell per chemistry keeps the stability table one row per temperature, as for one element; the
+    most mixed composition is the one whose every pair's partial RDF is best sampled.
+    """
+    chem = Chemistry.parse(chemistry) if isinstance(chemistry, str) else chemistry
+    equal = Composition(dict.fromkeys(chem.elements, 1.0), normalize=True)
+    comps = [Composition.coerce(c) for c in compositions or ()]
+    comps = [c for c in comps if len(c.elements) > 1 and chem.covers(c.elements)]
+    if not comps:
+        return equal
+    x = equal.as_dict()
+    return min(comps, key=lambda c: sum(abs(c.as_dict().get(el, 0.0) - x[el]) for el in chem.elements))
+
+
 def stability_cell(element: str, reference: str | None, config: StabilityConfig,
-                   initial: Atoms | None = None) -> Atoms:
+                   initial: Atoms | None = None, *, compositions: Iterable[str] | None = None) -> Atoms:
     """The cell stability MD starts from: ``initial`` or the reference's crystal, repeated as configured.
 
-    The reference RDF is computed in this same cell, so that model and reference are compared at the
-    same density and system size.
+    For several elements (``element`` a chemistry such as ``"Cu-Ni"``, ``reference`` a system reference)
+    it is the reference's random alloy of :func:`stability_composition` (``compositions``), arranged by
+    ``config.seed`` and as many conventional cells per axis as one element would get: the atoms must be
+    placed at random over the whole cell, not repeated from a small one. The reference RDF is computed in
+    this same cell, so that model and reference are compared at the same density and system size.
     """
-    return md_cell(starting_cell(element, reference, initial=initial), config.supercell, config.min_atoms)
+    chem = chemistry_of(element) if initial is None else None
+    if chem is None:
+        return md_cell(starting_cell(element, reference, initial=initial), config.supercell, config.min_atoms)
+    if reference is None:
+        raise InputError(f"no reference potential named for {chem} and no initial structure: "
+                         "name a system reference or pass the cell to start from")
+    ref = get_system_reference(reference, chem)
+    comp = stability_composition(chem, compositions)
+    lattice = ref.parent_lattice_of(comp)
+    supercell = config.supercell
+    if supercell is None:
+        per_cell = len(parent_lattice(chem.elements[0], lattice, 1.0, 1))
+        supercell = max(1, math.ceil((config.min_atoms / per_cell) ** (1.0 / 3.0) - 1e-9))
+    return ref.alloy(comp, supercell, seed=config.seed, lattice=lattice)

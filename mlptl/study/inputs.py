@@ -52,12 +52,16 @@ class Inputs:
                 self._sources[src] = run_task(pretrain, s, run.storage, src, num_cpus=cpus, num_gpus=gpus, references=refs)
                 run.progress.input(f"{src} model", "starting")
         reference, cfg = s.reference_for_target(), s.evaluation.stability()
-        if cfg is not None and reference is not None and len(s.target_elements) == 1:
-            # The reference RDF (MD with the reference potential), cached, before any final trial needs it.
+        if cfg is not None and reference is not None:
+            # The reference RDF (MD with the reference potential), cached, before any final trial needs it; for
+            # several elements with partial RDFs, in the alloy the final evaluation starts from (the same
+            # compositions: evaluate_model gets them from the study too).
             from mlptl.evaluate.reference_rdf import reference_rdf
 
+            comps = s.alloy_compositions() or None
             self._rdf = run_task(reference_rdf, s.target_element, cfg.temperatures, cfg, reference=reference,
-                                 cache_dir=str(run.stores.cache), num_cpus=cpus, references=refs)
+                                 cache_dir=str(run.stores.cache), num_cpus=cpus, references=refs,
+                                 compositions=comps)
             run.progress.input("reference RDF", "running")
 
     # ------------------------------------------------------------ reading results

@@ -80,13 +80,6 @@ def validate_study(s: Study, *, check_data: bool = True) -> None:
                 f"{list(depths)} out of range: the source model has "
                 f"{depth_max - 1} Allegro layers, so depths run from 0 to {depth_max}",
             )
-    if s.evaluation.stability_temperatures and len(s.target_elements) > 1:
-        raise _err("evaluation.stability_temperatures", f"MD stability is measured for one-element targets only; "
-                   f"for {s.target_element} set stability_temperatures=() (properties=True gives mixing energies "
-                   "and lattice constants against the reference, property_md_steps > 0 partial RDFs)")
-    if s.search_stability is not None and len(s.target_elements) > 1:
-        raise _err("search_stability", f"the search's MD check is for one-element targets; {s.target_element} is "
-                   "checked in the final evaluation instead (leave search_stability=None)")
     s.target_data.check("target_data", s.target_element)
     if s.test_size < 1 and not s.target_data.test_path:
         raise _err("test_size", "must be at least 1 unless target_data names a test_path")
@@ -102,6 +95,25 @@ def validate_study(s: Study, *, check_data: bool = True) -> None:
             "potential (the starting crystal, the reference RDF); name one, e.g. target_reference='sw', or set "
             "EvaluationSpec(stability_temperatures=(), properties=False)",
         )
+    if len(s.target_elements) > 1 and s.reference_for_target() is not None:
+        _check_alloy_stability_cell(s)
+
+
+def _check_alloy_stability_cell(s: Study) -> None:
+    """A multi-element target's stability MD starts from the system reference's random alloy: check it can
+    be built (its elements must share a lattice) before launch, for the final evaluation and the search's check."""
+    from mlptl.evaluate.stability_config import StabilityConfig, stability_cell
+
+    checks = []
+    if s.evaluation.stability_temperatures:
+        checks.append(("evaluation.stability_temperatures", s.evaluation.stability(), s.alloy_compositions() or None))
+    if s.search_stability is not None:
+        checks.append(("search_stability", StabilityConfig(), None))  # md_check's cell: equal parts
+    for field_name, cfg, comps in checks:
+        try:
+            stability_cell(s.target_element, s.reference_for_target(), cfg, compositions=comps)
+        except InputError as e:
+            raise _err(field_name, f"no alloy of {s.target_element} to run MD stability from: {e}") from None
 
 
 def _where(s: Study, src: str) -> str:
