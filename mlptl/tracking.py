@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +75,145 @@ def resolve_tracking_uri(storage_dir: Path, explicit: str | None = None) -> str:
 
 
 def client(tracking_uri: str):
-    """A client bound to one store. MLflow's global URI is left alone: ``mlflow.set_tracking_uri`` also
-    exports MLFLOW_TRACKING_URI, which child processes (a second study, a test) would then inherit."""
+    """A client bound to one store whose every call waits out a tracking server outage (:class:`Retrying`).
+    MLflow's global URI is left alone: ``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI, which
+    child processes (a second study, a test) would then inherit."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if tracking_uri.startswith(("http://", "https://")):
+        # MLflow's own HTTP retries (7 in about 4 minutes, unlogged) would come before each wait of ours;
+        # a user's explicit setting is kept.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    return Retrying(MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), tracking_uri)
+
+
+# ---------------------------------------------------------------- a tracking server that stops answering
+#: How long a study waits for its tracking server to answer again (a restart, a network blip) before it
+#: gives up: each MLflow call retries within this bound, one logged line per wait.
+OUTAGE_LIMIT_S = 300.0
+#: The waits between tries, in seconds; the last repeats until the bound.
+BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 10.0)
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking server did not answer for :data:`OUTAGE_LIMIT_S`; what was logged before is kept."""
+
+
+def _transient(e: BaseException) -> str | None:
+    """Why ``e`` means the server is not answering now (refused, reset, timed out, HTTP 502-504), else None."""
+    import requests
+
+    seen = 0
+    while e is not None and seen < 8:
+        if isinstance(e, requests.exceptions.HTTPError):
+            code = getattr(e.response, "status_code", None)
+            return f"HTTP {code}" if code in (502, 503, 504) else None
+        if isinstance(e, requests.exceptions.SSLError):
+            return None  # a certificate problem does not pass with time
+        if isinstance(e, requests.exceptions.RetryError):
+            return "HTTP 5xx"
+        if isinstance(e, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+            text = str(e)
+            for why in ("Connection refused", "Connection reset", "Remote end closed", "timed out"):
+                if why in text:
+                    return why
+            return type(e).__name__
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
+class Retrying:
+    """An ``MlflowClient`` whose calls wait out an outage of the tracking server, within
+    :data:`OUTAGE_LIMIT_S`, then raise :class:`TrackingUnavailable`.
+
+    A call that may have reached the server before its answer was lost is looked up before it is sent
+    again, so that an epoch's metrics, a run or a model version is never written twice.
+    """
+
+    def __init__(self, raw, uri: str):
+        self.raw = raw
+        self.uri = uri
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or "raw" not in self.__dict__:  # copy and pickle probe before __init__
+            raise AttributeError(name)
+        method = getattr(self.raw, name)
+        if not callable(method):
+            return method
+
+        def call(*args, **kwargs):
+            if name == "create_run":  # an explicit start time names the run if its answer is lost
+                kwargs.setdefault("start_time", int(time.time() * 1000))
+            landed = _LANDED.get(name)
+            waited, tries = 0.0, 0
+            t0 = time.monotonic()
+            while True:
+                try:
+                    if tries and landed is not None:
+                        found = landed(self.raw, *args, **kwargs)
+                        if found is not _NOT_FOUND:
+                            return found
+                    out = method(*args, **kwargs)
+                    if tries:
+                        log.info("the tracking server at %s answers again (after %.0f s)", self.uri, waited)
+                    return out
+                except Exception as e:
+                    why = _transient(e)
+                    if why is None:
+                        raise
+                    waited = time.monotonic() - t0
+                    pause = BACKOFF_S[min(tries, len(BACKOFF_S) - 1)]
+                    if waited + pause > OUTAGE_LIMIT_S:
+                        raise TrackingUnavailable(
+                            f"the tracking server at {self.uri} is unreachable ({why}; waited {waited:.0f} s, the "
+                            f"bound is {OUTAGE_LIMIT_S:.0f} s)") from None
+                    log.warning("the tracking server at %s does not answer (%s, %s): retrying in %.0f s "
+                                "(%.0f of %.0f s)", self.uri, why, name, pause, waited, OUTAGE_LIMIT_S)
+                    time.sleep(pause)
+                    tries += 1
+                    waited = time.monotonic() - t0
+
+        return call
+
+
+_NOT_FOUND = object()
+
+
+def _batch_landed(c, run_id: str, metrics=(), params=(), tags=(), **_):
+    """None if the batch's first metric point is already stored (a batch is one transaction), else _NOT_FOUND."""
+    if not metrics:
+        return _NOT_FOUND  # params and tags are idempotent: the same value again is accepted
+    m = metrics[0]
+    stored = c.get_metric_history(run_id, m.key)
+    return None if any((p.step, p.timestamp, p.value) == (m.step, m.timestamp, m.value) for p in stored) else _NOT_FOUND
+
+
+def _run_landed(c, experiment_id: str, start_time: int, tags=None, run_name=None, **_):
+    """The run a lost ``create_run`` made (same name and start time), else _NOT_FOUND."""
+    filt = f"attributes.start_time = {start_time}"
+    if run_name:
+        filt += f" and attributes.run_name = '{run_name}'"
+    runs = c.search_runs([experiment_id], filter_string=filt, max_results=1)
+    return runs[0] if runs else _NOT_FOUND
+
+
+def _experiment_landed(c, name: str, artifact_location=None, tags=None, **_):
+    """The id of the experiment a lost ``create_experiment`` made, else _NOT_FOUND."""
+    exp = c.get_experiment_by_name(name)
+    return exp.experiment_id if exp is not None else _NOT_FOUND
+
+
+def _version_landed(c, name: str, source: str, run_id: str | None = None, tags=None, **_):
+    """The model version of this run a lost ``create_model_version`` made, else _NOT_FOUND."""
+    for mv in c.search_model_versions(f"name = '{name}'"):
+        if mv.run_id == run_id:
+            return mv
+    return _NOT_FOUND
+
+
+#: The calls that are not idempotent, and how to find what a lost one wrote.
+_LANDED = {"log_batch": _batch_landed, "create_run": _run_landed, "create_experiment": _experiment_landed,
+           "create_model_version": _version_landed}
 
 
 def _trials_view() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Shared fixtures: where the external mlearn data lives, and one tiny generated data set per session."""
+"""Shared fixtures: where the external mlearn data lives, one tiny generated data set per session, and a real
+MLflow tracking server that a test can stop and start again."""
 
 from __future__ import annotations
 
@@ -47,3 +48,75 @@ def e2e_study(tmp_path_factory):
     study = tiny_study(tmp_path_factory.mktemp("e2e"), name="e2e", trials=4, epochs=4, search=E2E_SEARCH)
     # the search's MD check on: every finished search trial runs 40 MD steps, the report shows the constraint
     return run(replace(study, search_stability=SearchStability(steps=40)))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real ``mlflow server`` on 127.0.0.1 with a sqlite backend in ``root``, in its own process group, so
+    that a test can stop it outright and start it again on the same port and stores."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.backend_uri = f"sqlite:///{root / 'mlflow-server.db'}"
+        self.proc = None
+        self.starts = 0
+
+    def start(self, timeout: float = 180) -> None:
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        exe = Path(sys.executable).parent / "mlflow"
+        (self.root / "mlartifacts").mkdir(parents=True, exist_ok=True)
+        log = self.root / f"mlflow-server{self.starts}.log"
+        self.starts += 1
+        self.proc = subprocess.Popen(
+            [str(exe), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+             "--backend-store-uri", self.backend_uri, "--artifacts-destination", str(self.root / "mlartifacts")],
+            # mlptl uses no MLflow server jobs: no job runner and its huey consumer processes
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.kill()
+                raise RuntimeError("mlflow server did not start:\n" + log.read_text()[-3000:])
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        """SIGKILL the server and its workers at once, as a crashed or rebooted host would."""
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """An :class:`MlflowServer` (not started), killed at the end of the test whatever happened."""
+    server = MlflowServer(tmp_path / "mlflow-server")
+    server.root.mkdir()
+    yield server
+    server.kill()

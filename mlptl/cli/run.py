@@ -37,15 +37,22 @@ def _resume_command() -> str:
 
 def run(study: Study, *, resume: bool = False) -> StudyResult:
     """The whole study: its phases, then the report and its headline metrics on the parent run."""
-    from mlptl.report import build_report
-    from mlptl.study.signals import stop_on_signals
-
     t0 = time.time()
     command = _resume_command()
     try:
         result = run_study(study, resume=resume, resume_command=command)
+        return _finish(study, result, command, t0)
+    except T.TrackingUnavailable as e:  # past the tracking layer's bound (T.OUTAGE_LIMIT_S), after the phases
+        raise Interrupted(signal.SIGTERM, f"{e}; the study is saved, finish it with:\n  {command}") from None
     except Interrupted as e:
         raise Interrupted(e.signum, f"{e}; the study is saved, finish it with:\n  {command}") from None
+
+
+def _finish(study: Study, result: StudyResult, command: str, t0: float) -> StudyResult:
+    """After the phases: the report, its headline metrics and the parent run finished."""
+    from mlptl.report import build_report
+    from mlptl.study.signals import stop_on_signals
+
     c = T.client(result.tracking_uri)
     try:
         with stop_on_signals():
@@ -55,7 +62,7 @@ def run(study: Study, *, resume: bool = False) -> StudyResult:
                 c.log_artifacts(result.parent_run_id, str(result.report_dir), "report")
                 result.headline = _headline(result)
                 T.log_metrics(c, result.parent_run_id, result.headline)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, T.TrackingUnavailable):
                 raise
             except Exception:
                 log.exception("building the report failed; the runs are intact: rebuild with `mlptl report`")
@@ -66,7 +73,7 @@ def run(study: Study, *, resume: bool = False) -> StudyResult:
         c.set_tag(result.parent_run_id, T.TAG_STATUS, "interrupted")
         c.set_tag(result.parent_run_id, T.TAG_RESUME, command)
         c.set_terminated(result.parent_run_id, "KILLED")
-        raise Interrupted(e.signum, f"{e}; the study is saved, finish it with:\n  {command}") from None
+        raise e from None
     result.wall_time_s = time.time() - t0
     T.log_metrics(c, result.parent_run_id, {"wall_time_s": result.wall_time_s})
     c.set_tag(result.parent_run_id, T.TAG_STATUS, "finished")

@@ -28,7 +28,6 @@ from mlptl.study.job import Evaluation, TrialJob
 from mlptl.study.progress import StudyProgress
 from mlptl.study.spec import Cell, StoreLayout, Study
 from mlptl.study.stores import check_stores
-from mlptl.study.trial import RESULT_REASON
 from mlptl.train.spec import split_file
 
 log = logging.getLogger(__name__)
@@ -134,6 +133,9 @@ def run_study(study: Study, *, resume: bool = False, resume_command: str | None 
             except Exception:  # the exit code must still say "interrupted"; resume reconciles the rest
                 log.exception("recording the interruption failed")
             raise stop from None
+        except T.TrackingUnavailable as e:
+            # Nothing can be recorded in MLflow now; the resume reconciles the runs left running.
+            raise Interrupted(signal.SIGTERM, str(e)) from None
         except StudyFailed as e:
             run.client.set_tag(run.parent_id, T.TAG_STATUS, "failed")
             run.client.set_tag(run.parent_id, T.TAG_REASON, str(e)[:4000])
@@ -233,16 +235,15 @@ def _search(run: _Run):
     )
 
     def on_complete(lt, outcome: str, result: dict) -> None:
+        if outcome == "stopped":
+            return  # the study stops (on_stopped); the trial continues on --resume
         progress.search_trial(lt.cell.id, outcome, cells.best_values().get(lt.cell.id))
         if outcome == "pruned":
             r = T.find_run(c, run.exp_id, **{T.TAG_ROLE: "trial", T.TAG_TRIAL_KEY: lt.key})
             if r is not None:
                 T.set_status(c, r.info.run_id, "pruned", pruned_epoch=lt.pruned_at)
                 c.set_tag(r.info.run_id, T.TAG_EPOCHS_RUN, str(lt.pruned_at))
-        elif outcome == "failed" and not result.get(RESULT_REASON):
-            r = T.find_run(c, run.exp_id, **{T.TAG_ROLE: "trial", T.TAG_TRIAL_KEY: lt.key})
-            if r is not None and r.info.status != "FAILED":
-                T.set_status(c, r.info.run_id, "failed", reason="the trial raised an error (see the Ray logs)")
+        # an errored trial (its process died, or it raised past its retries) is recorded by on_error
 
     if cells.warm_started:
         ws = s.warm_start
@@ -261,7 +262,7 @@ def _search(run: _Run):
             progress.phase(cid, "final")
             return plan_final(c, run.exp_id, s, cells.best_trials(), run.job, run.trial_dir, only=cid)
 
-        searcher = OptunaCellSearcher(cells, on_complete, backfill=guarded(backfill, None), abort=lambda: bool(failure))
+        searcher = OptunaCellSearcher(cells, guarded(on_complete, None), backfill=guarded(backfill, None), abort=lambda: bool(failure))
         make_tuner(
             s,
             run.storage,
@@ -274,7 +275,9 @@ def _search(run: _Run):
                 max_concurrent_trials=s.resources.max_concurrent_trials,
                 reuse_actors=True,
             ),
-            [progress_callback(progress, on_step=guarded(run.inputs.poll, None))],
+            [progress_callback(progress, on_step=guarded(run.inputs.poll, None),
+                               on_stopped=lambda reason: failure or failure.append(_stopped(reason)),
+                               on_error=guarded(lambda key, reason: _record_error(run, key, reason), None))],
         ).fit()
         if failure:
             raise failure[0]
@@ -302,14 +305,36 @@ def _final(run: _Run, cells) -> None:
         run.progress.phase(cid, "final")
     if not jobs:
         return
+    stopped: list[str] = []
     make_tuner(
         s,
         run.storage,
         f"{s.name}-final-{int(time.time())}",
         {"job": tune.grid_search([j.to_dict() for j in jobs])},
         tune.TuneConfig(max_concurrent_trials=s.resources.max_concurrent_trials, reuse_actors=True),
-        [progress_callback(run.progress)],
+        [progress_callback(run.progress, on_stopped=stopped.append,
+                           on_error=lambda key, reason: _record_error(run, key, reason))],
     ).fit()
+    if stopped:
+        raise _stopped(stopped[0])
+
+
+def _record_error(run: _Run, key: str, reason: str) -> None:
+    """A trial Ray Tune gave up on: failed in MLflow with Ray's reason, unless the trial recorded its own
+    (it does for an exception it catches; a process that died records nothing)."""
+    from mlptl.study.tune import UNKNOWN_ERROR
+
+    r = T.find_run(run.client, run.exp_id, **{T.TAG_ROLE: "trial", T.TAG_TRIAL_KEY: key})
+    if r is None or (r.info.status == "FAILED" and r.data.tags.get(T.TAG_REASON, UNKNOWN_ERROR) != UNKNOWN_ERROR):
+        return
+    log.warning("trial %s failed: %s", key, reason)
+    T.set_status(run.client, r.info.run_id, "failed", reason=reason)
+
+
+def _stopped(reason: str) -> Interrupted:
+    """A trial stopped by its surroundings: the study stops as interrupted (SIGTERM's exit code), to be resumed."""
+    return Interrupted(signal.SIGTERM, f"{reason} (finished trials are kept; stopped ones continue from their last "
+                                       "epoch)")
 
 
 def _register(run: _Run) -> dict[str, str]:
