@@ -14,10 +14,29 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_copy", "cache_dir", "expand_path", "CACHE_ENV"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_copy", "cache_dir", "expand_path", "no_space", "CACHE_ENV"]
 
 #: The one environment variable for caches: ``$MLPTL_CACHE/<kind>`` (default ``~/.cache/mlptl/<kind>``).
 CACHE_ENV = "MLPTL_CACHE"
+
+
+def no_space(e: BaseException | None) -> str | None:
+    """Why ``e`` (or an exception it was raised from) means the disk or the quota is full, else None.
+
+    A full disk is not a fault of what was being written: the study stops as interrupted, to be resumed
+    once there is space, instead of recording failures that ``--resume`` would not redo.
+    """
+    import errno
+
+    seen = 0
+    while e is not None and seen < 16:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f": {e.filename}" if e.filename else ""
+            return f"{os.strerror(e.errno)}{where}"
+        if "database or disk is full" in str(e):  # SQLite's SQLITE_FULL, through sqlite3 or SQLAlchemy
+            return f"database or disk is full ({type(e).__name__})"
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
 
 
 @contextlib.contextmanager

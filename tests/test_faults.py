@@ -6,6 +6,10 @@ or a dead socket would. The search's MD check builds it in a search trial, to co
 With ``Resources(trial_timeout_s=...)`` that trial is stopped at its limit, recorded as failed with the
 reason in MLflow and Optuna, Ray's retry of it does not run into the hang again, the other trials finish
 and the study exits 0; ``--resume`` then runs nothing again.
+
+The tracking server stopped and restarted: a real ``mlflow server`` is SIGKILLed while search trials log
+their epochs and started again on the same port and database; the trials wait it out (``T.OUTAGE_LIMIT_S``)
+and the study finishes with every trial, run and epoch exactly once.
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _warm_reference_rdf(cache: Path) -> None:
+def _warm_reference_rdf(cache: Path, name: str = "sw-hangs") -> None:
     """The search MD check's reference RDF, cached as an earlier study would have left it, so that a trial
     spends its seconds on training, not on 1000 steps of reference MD. The trials still build the
     reference (its fingerprint is part of the cache key): that is where one of them hangs."""
@@ -107,9 +111,9 @@ def _warm_reference_rdf(cache: Path) -> None:
     from mlptl.evaluate.reference_rdf import reference_rdf
     from mlptl.evaluate.stability_config import StabilityConfig
 
-    register_reference(dataclasses.replace(get_reference("Ge", "sw"), name="sw-hangs"), replace=True)
+    register_reference(dataclasses.replace(get_reference("Ge", "sw"), name=name), replace=True)
     cfg = StabilityConfig(temperatures=(300.0,), replicas=1, steps=10, reference_steps=1000)  # as md_check builds it
-    reference_rdf("Ge", [300.0], cfg, reference="sw-hangs", cache_dir=cache)
+    reference_rdf("Ge", [300.0], cfg, reference=name, cache_dir=cache)
 
 
 def _trial_runs(c, exp_id: str):
@@ -191,3 +195,290 @@ def test_a_hung_trial_fails_at_its_time_limit_and_the_study_goes_on(tmp_path: Pa
     assert sorted(r.info.run_id for r in _trial_runs(c, exp.experiment_id)) == sorted(by_key[k].info.run_id for k in by_key)
     assert all(c.get_run(search[k].info.run_id).data.tags[T.TAG_ATTEMPTS] == "1" for k in timed_out)
     assert len(optuna.load_study(study_name=name, storage=url).trials) == len(trials)
+
+
+# ---------------------------------------------------------------- the tracking server stopped mid-study
+OUTAGE_S = 20  # how long the tracking server stays down: a restart, well inside the tracking layer's bound
+EPOCHS, TRIALS = 3, 3
+
+OUTAGE_STUDY = """
+from mlptl.data.generate import preset
+from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
+
+STUDY = Study(
+    name="outage",
+    source_element="Si",
+    target_element="Ge",
+    inits=("scratch",),  # no source model is trained
+    pretraining=Pretraining(data=DataSource(generate=preset("tiny", "Si", reference="sw"))),
+    target_data=DataSource(generate=preset("tiny", "Ge", reference="sw", frames_per_temperature=10)),
+    train_sizes=(4,),
+    search=SearchSpace(lr=(3e-3, 1e-2)),
+    trials_per_cell={trials},
+    seeds=(0,),
+    max_epochs={epochs},
+    pruner=PrunerSpec(kind="none"),
+    evaluation=EvaluationSpec(stability_temperatures=(), properties=False),
+    resources=Resources(cpus_per_trial=1, max_failures=0),  # no Ray retry: a trial must ride the outage out itself
+    val_size=4,
+    test_size=4,
+)
+"""
+
+
+def _cli(study: Path, url: str, store: Path, log: Path, *extra: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlptl.cli", "run", str(study), "--tracking-uri", url, "--storage", str(store), *extra],
+        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def _wait(proc: subprocess.Popen, log: Path, ready, what: str, timeout: float) -> None:
+    """Poll ``ready()`` until it holds; fail (and stop the study) if the study ended first or time ran out."""
+    import signal
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"the study ended or timed out before {what}:\n" + log.read_text()[-3000:])
+        time.sleep(0.2)
+
+
+class _LosesOneAnswer:
+    """An MlflowClient whose first call of ``name`` reaches the store and then loses its answer, as a call
+    does when the server dies between its commit and its reply."""
+
+    def __init__(self, raw, name: str):
+        self.raw, self.name, self.lost = raw, name, False
+
+    def __getattr__(self, attr: str):
+        method = getattr(self.raw, attr)
+        if attr != self.name or self.lost:
+            return method
+
+        def call(*args, **kwargs):
+            import requests
+            from mlflow.exceptions import MlflowException
+
+            self.lost = True
+            method(*args, **kwargs)
+            raise MlflowException("API request failed") from requests.exceptions.ConnectionError("Connection reset by peer")
+
+        return call
+
+
+def test_a_tracking_call_whose_answer_was_lost_is_not_written_twice_and_an_outage_is_bounded(
+        tmp_path, monkeypatch, caplog):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setattr(T, "BACKOFF_S", (0.01, 0.02))
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # what T.client sets; restored after the test
+    raw = MlflowClient(tracking_uri=T.default_tracking_uri(tmp_path), registry_uri=T.default_tracking_uri(tmp_path))
+    exp = T.Retrying(_LosesOneAnswer(raw, "create_experiment"), "http://lost").create_experiment("lost")
+    run = T.Retrying(_LosesOneAnswer(raw, "create_run"), "http://lost").create_run(exp, run_name="cell-t000", tags={})
+    T.log_metrics(T.Retrying(_LosesOneAnswer(raw, "log_batch"), "http://lost"), run.info.run_id, {"val": 1.0}, step=1)
+    raw.create_registered_model("m")
+    T.Retrying(_LosesOneAnswer(raw, "create_model_version"), "http://lost").create_model_version(
+        "m", source="file:///model", run_id=run.info.run_id)
+    assert [r.info.run_id for r in raw.search_runs([exp])] == [run.info.run_id]
+    assert [m.step for m in raw.get_metric_history(run.info.run_id, "val")] == [1]
+    assert len(raw.search_model_versions("name = 'm'")) == 1
+    assert [r.message.count("retrying in") for r in caplog.records if r.name == "mlptl.tracking"] == [1] * 4
+
+    # a server that stays down: one line per wait, then one error naming it, within the bound
+    monkeypatch.setattr(T, "OUTAGE_LIMIT_S", 0.5)
+    caplog.clear()
+    t0 = time.monotonic()
+    with pytest.raises(T.TrackingUnavailable, match=r"tracking server at http://127.0.0.1:9 is unreachable \(Connection refused"):
+        T.client("http://127.0.0.1:9").get_experiment_by_name("lost")
+    assert time.monotonic() - t0 < 5
+    waits = [r.message for r in caplog.records if "retrying in" in r.message]
+    assert len(waits) >= 3 and all("http://127.0.0.1:9" in w for w in waits), waits
+
+
+@pytest.mark.slow
+def test_the_tracking_server_stopped_and_restarted_mid_study_loses_and_duplicates_nothing(tmp_path, mlflow_server):
+    """The tracking server SIGKILLed while search trials log epochs, down for OUTAGE_S, restarted on the same
+    port and database: the study waits it out and finishes; every trial has one run, one point per epoch."""
+    study = tmp_path / "outage.py"
+    study.write_text(OUTAGE_STUDY.format(trials=TRIALS, epochs=EPOCHS))
+    store, log = tmp_path / "store", tmp_path / "driver.log"
+    t0 = time.monotonic()
+    mlflow_server.start()
+    c = T.client(mlflow_server.url)
+    proc = _cli(study, mlflow_server.url, store, log)
+
+    def runs(status: str) -> int:
+        exp = c.get_experiment_by_name("outage")
+        return len(c.search_runs([exp.experiment_id], filter_string=(
+            f"tags.`{T.TAG_ROLE}` = 'trial' and tags.`{T.TAG_STATUS}` = '{status}'"))) if exp else 0
+
+    _wait(proc, log, lambda: runs("finished") >= 1 and runs("running") >= 1, "a trial finished beside a running one", 600)
+    mlflow_server.kill()
+    t_down = time.monotonic()
+    time.sleep(OUTAGE_S)  # the outage itself
+    mlflow_server.start()
+    print(f"server down for {time.monotonic() - t_down:.0f} s")
+    try:
+        rc = proc.wait(timeout=600)
+    except subprocess.TimeoutExpired:
+        import signal
+
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the study did not end after the server came back:\n" + log.read_text()[-3000:])
+    print(f"study: {time.monotonic() - t0:.0f} s")
+    assert rc == 0, log.read_text()[-4000:]
+
+    exp = c.get_experiment_by_name("outage")
+    trial_runs = _trial_runs(c, exp.experiment_id)
+    keys = [r.data.tags[T.TAG_TRIAL_KEY] for r in trial_runs]
+    assert len(keys) == len(set(keys)), f"a trial has two MLflow runs: {sorted(keys)}"
+    search = [r for r in trial_runs if r.data.tags[T.TAG_PHASE] == "search"]
+    final = [r for r in trial_runs if r.data.tags[T.TAG_PHASE] == "final"]
+    why = {r.data.tags[T.TAG_TRIAL_KEY]: r.data.tags.get(T.TAG_REASON) for r in trial_runs}
+    assert [(r.info.status, r.data.tags[T.TAG_STATUS]) for r in search] == [("FINISHED", "finished")] * TRIALS, why
+    assert [(r.info.status, r.data.tags[T.TAG_STATUS]) for r in final] == [("FINISHED", "finished")], why
+    for r in trial_runs:
+        steps = [m.step for m in c.get_metric_history(r.info.run_id, "val_forces_mae")]
+        assert len(steps) == len(set(steps)), f"{r.data.tags[T.TAG_TRIAL_KEY]} logged an epoch twice: {steps}"
+        if r in search:
+            assert sorted(steps) == list(range(1, EPOCHS + 1)), f"{r.data.tags[T.TAG_TRIAL_KEY]}: epochs {steps}"
+        assert r.data.tags[T.TAG_ATTEMPTS] == "1", "Ray ran a trial twice"
+    url = f"sqlite:///{store / 'optuna.db'}"
+    (name,) = optuna.get_all_study_names(url)
+    trials = optuna.load_study(study_name=name, storage=url).trials
+    assert sorted(t.user_attrs["trial_key"] for t in trials) == sorted(r.data.tags[T.TAG_TRIAL_KEY] for r in search)
+    assert all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]
+    assert [m.name for m in c.search_registered_models()] == ["outage-scratch-n4"]
+    parent = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_ROLE}` = 'study'")[0]
+    assert (parent.info.status, parent.data.tags[T.TAG_STATUS]) == ("FINISHED", "finished")
+
+
+# ---------------------------------------------------------------- a trial's process killed on a live node
+KILL_STUDY = """
+import dataclasses
+import os
+import signal
+
+from mlptl import main
+from mlptl.data.generate import preset
+from mlptl.data.references import get_reference, register_reference
+from mlptl.study import (DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace,
+                         SearchStability, Study)
+
+MARKS = {marks!r}  # one file per Ray trial killed: each trial's process is killed once, its retry lives
+
+
+def sw_that_kills_its_process_once_per_trial():
+    from ray import tune
+
+    try:
+        trial_id = tune.get_context().get_trial_id()
+    except Exception:
+        trial_id = None
+    if trial_id is None:  # not inside a trial
+        return get_reference("Ge", "sw").calculator()
+    try:
+        os.close(os.open(os.path.join(MARKS, trial_id), os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return get_reference("Ge", "sw").calculator()
+    os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's out-of-memory killer does to a process
+
+
+register_reference(dataclasses.replace(get_reference("Ge", "sw"), name="sw-kills",
+                                       factory=sw_that_kills_its_process_once_per_trial))
+
+STUDY = Study(
+    name="killed",
+    source_element="Si",
+    target_element="Ge",
+    inits=("scratch",),
+    pretraining=Pretraining(data=DataSource(generate=preset("tiny", "Si", reference="sw"))),
+    target_data=DataSource(generate=preset("tiny", "Ge", reference="sw", frames_per_temperature=10)),
+    target_reference="sw-kills",
+    train_sizes=(4,),
+    search=SearchSpace(lr=(3e-3, 1e-2)),
+    search_stability=SearchStability(steps=10, temperature=300.0),
+    trials_per_cell=2,
+    seeds=(0,),
+    max_epochs=2,
+    pruner=PrunerSpec(kind="none"),
+    evaluation=EvaluationSpec(stability_temperatures=(), properties=False),
+    resources=Resources(cpus_per_trial=1, max_failures=1),
+    val_size=4,
+    test_size=4,
+    storage={storage!r},
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main(STUDY))
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_trial_process_is_retried_within_max_failures_from_its_checkpoint(tmp_path: Path):
+    """Every search trial's process is SIGKILLed once, after its epochs, while its node lives on (what the
+    OOM killer does): Ray Tune retries it (max_failures=1) from its last checkpoint in the same MLflow run,
+    and it finishes without training or logging an epoch again."""
+    store, marks = tmp_path / "store", tmp_path / "marks"
+    marks.mkdir()
+    study = tmp_path / "killed.py"
+    study.write_text(KILL_STUDY.format(marks=str(marks), storage=str(store)))
+    _warm_reference_rdf(store / "cache", "sw-kills")
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, str(study)], capture_output=True, text=True, timeout=600)
+    print(f"study: {time.monotonic() - t0:.0f} s")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert len(list(marks.iterdir())) == 2, "not every search trial's process was killed"
+
+    c = T.client(T.default_tracking_uri(store))
+    exp = c.get_experiment_by_name("killed")
+    runs = _trial_runs(c, exp.experiment_id)
+    search = [r for r in runs if r.data.tags[T.TAG_PHASE] == "search"]
+    assert len(search) == 2 and len({r.data.tags[T.TAG_TRIAL_KEY] for r in runs}) == len(runs) == 3
+    for r in search:
+        key = r.data.tags[T.TAG_TRIAL_KEY]
+        assert (r.info.status, r.data.tags[T.TAG_STATUS]) == ("FINISHED", "finished"), key
+        assert r.data.tags[T.TAG_ATTEMPTS] == "2", f"{key}: killed once, so started twice"
+        # killed after its last epoch (in the MD check): the retry resumed there, training and logging nothing
+        assert [m.step for m in c.get_metric_history(r.info.run_id, "val_forces_mae")] == [1, 2], key
+    url = f"sqlite:///{store / 'optuna.db'}"
+    (name,) = optuna.get_all_study_names(url)
+    assert [t.state for t in optuna.load_study(study_name=name, storage=url).trials] == [TrialState.COMPLETE] * 2
+
+
+def test_a_trial_whose_process_died_past_its_retries_is_recorded_with_rays_reason(tmp_path: Path):
+    """The reason mlptl records for a trial Ray Tune gave up on comes from Ray's own error: for a process
+    killed by a signal it says so, instead of "see the Ray logs"."""
+    import signal as sig
+
+    import ray
+    from ray import tune
+
+    from mlptl.study.tune import UNKNOWN_ERROR, error_reason
+
+    def killed(config):
+        os.kill(os.getpid(), sig.SIGKILL)
+
+    reasons = []
+
+    class Reason(tune.Callback):
+        def on_trial_error(self, iteration, trials, trial, **info):
+            reasons.append(error_reason(trial))
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        tune.Tuner(
+            killed,
+            run_config=tune.RunConfig(storage_path=str(tmp_path), callbacks=[Reason()],
+                                      failure_config=tune.FailureConfig(max_failures=0), verbose=0),
+        ).fit()
+    finally:
+        ray.shutdown()
+    (reason,) = reasons
+    print(reason)
+    assert reason != UNKNOWN_ERROR and "died" in reason.lower(), reason
+    assert "\n" not in reason and len(reason) <= 1000

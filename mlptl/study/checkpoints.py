@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlptl.fsutil import atomic_copy
 from mlptl.train.spec import BEST_CHECKPOINT, CHECKPOINT_DIR, HISTORY_FILE, LAST_CHECKPOINT
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,8 @@ def restore_ray_checkpoint(run_dir: Path) -> None:
     with ckpt.as_directory() as d:
         dest = run_dir / CHECKPOINT_DIR
         dest.mkdir(parents=True, exist_ok=True)
-        for name in os.listdir(d):
-            shutil.copy2(Path(d) / name, run_dir / name if name == HISTORY_FILE else dest / name)
+        for name in os.listdir(d):  # atomic: a disk that fills up midway leaves the older files whole
+            atomic_copy(Path(d) / name, run_dir / name if name == HISTORY_FILE else dest / name)
     log.info("restored Ray checkpoint into %s", run_dir)
 
 
@@ -64,6 +65,17 @@ def reuse_search_trial(search_run_dir: str | None, run_dir: Path) -> bool:
     src = Path(search_run_dir) if search_run_dir else None
     if src is None or not (src / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file() or (run_dir / CHECKPOINT_DIR).exists():
         return False
-    shutil.copytree(src, run_dir, dirs_exist_ok=True)
+    # Copied beside the run directory and moved in, the checkpoints last: a copy cut short (a full disk)
+    # leaves no checkpoint directory, so the next attempt copies again instead of resuming from half a file.
+    staging = run_dir.with_name(f".{run_dir.name}.reusing")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        shutil.copytree(src, staging)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for entry in sorted(staging.iterdir(), key=lambda p: p.name == CHECKPOINT_DIR):
+            shutil.rmtree(run_dir / entry.name, ignore_errors=True)
+            os.replace(entry, run_dir / entry.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     log.info("%s repeats search trial %s: reusing its training", run_dir.name, src.name)
     return True

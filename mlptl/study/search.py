@@ -25,7 +25,7 @@ from mlptl import metrics as M
 from mlptl.study import samplers
 from mlptl.study.pruners import make_pruner, report_epoch
 from mlptl.study.spec import Cell, Study
-from mlptl.study.trial import RESULT_STATUS
+from mlptl.study.trial import RESULT_STATUS, RESULT_STOPPED
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +226,8 @@ class CellStudies:
             return None
         st = self.studies[lt.cell.id]
         result = result or {}
+        if result.get(RESULT_STATUS) == RESULT_STOPPED:
+            return lt, "stopped"  # left RUNNING in Optuna: the resumed study asks it again, with its key
         if lt.pruned_at is not None:
             outcome, state, value = "pruned", TrialState.PRUNED, None
         elif error or result.get(RESULT_STATUS) == "failed":

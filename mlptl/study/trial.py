@@ -24,6 +24,7 @@ from typing import Any
 
 from mlptl import metrics as M
 from mlptl import tracking as T
+from mlptl.fsutil import no_space
 from mlptl.study.checkpoints import restore_ray_checkpoint, reuse_search_trial, staged_checkpoint
 from mlptl.study.job import TrialJob
 from mlptl.study.trial_runs import finished_run, open_run, record_finished, record_time_limit, timed_out_run
@@ -31,12 +32,15 @@ from mlptl.study.trial_runs import finished_run, open_run, record_finished, reco
 log = logging.getLogger(__name__)
 
 __all__ = ["run_trial", "TrialTimeLimit", "EXPECTED_FAILURES", "RESULT_FINAL", "RESULT_STATUS", "RESULT_KEY",
-           "RESULT_REASON"]
+           "RESULT_REASON", "RESULT_STOPPED"]
 
 # The keys of a trial's Ray Tune results besides the metrics of mlptl.metrics; the searcher, the pruning
 # scheduler and the driver read them.
 RESULT_FINAL = "final"  # 1 on a trial's last report
-RESULT_STATUS = "mlptl_status"  # "finished" or "failed"
+RESULT_STATUS = "mlptl_status"  # "finished", "failed" or RESULT_STOPPED
+# Stopped by its surroundings, not by a fault of its own (a full disk, a tracking server gone past its bound):
+# the study stops as interrupted and ``--resume`` continues the trial from its last epoch.
+RESULT_STOPPED = "stopped"
 RESULT_KEY = "trial_key"
 RESULT_REASON = "reason"  # why a trial failed
 RESULT_RECORDED = "recorded"  # 1: read back from MLflow, not trained by this attempt
@@ -132,29 +136,40 @@ def _attempt(job: TrialJob, c, limit: _Limit, t0: float, cpu0: float) -> None:
     torch.set_num_threads(max(1, int(job.cpus)))
     job.run_dir.mkdir(parents=True, exist_ok=True)
     run_id, reused = open_run(c, job)
-    if reuse_search_trial(job.reuse_run_dir, job.run_dir):
-        c.set_tag(run_id, T.TAG_REUSED_FROM, job.reuse_run_dir.rstrip("/").rsplit("/", 1)[-1])
-    restore_ray_checkpoint(job.run_dir)
-    timing = {M.TIME_STARTUP: time.monotonic() - t0}
     try:
+        if reuse_search_trial(job.reuse_run_dir, job.run_dir):
+            c.set_tag(run_id, T.TAG_REUSED_FROM, job.reuse_run_dir.rstrip("/").rsplit("/", 1)[-1])
+        restore_ray_checkpoint(job.run_dir)
+        timing = {M.TIME_STARTUP: time.monotonic() - t0}
         result, metrics = _train_and_evaluate(job, _epoch_reporter(job, c, run_id, reused, limit), timing)
     except TrialTimeLimit:
         raise
-    except _expected_failures() as e:
+    except T.TrackingUnavailable as e:  # nothing can be recorded in MLflow; the resume reconciles the run
+        return _stopped(job, None, run_id, limit, str(e))
+    except Exception as e:
+        full = no_space(e)
+        if full is not None:
+            return _stopped(job, c, run_id, limit, _disk_full(job, full))
         reason = f"{type(e).__name__}: {e}"
+        if not isinstance(e, _expected_failures()):
+            with limit.section(completes=True):
+                T.set_status(c, run_id, "failed", reason=reason)
+            raise
         with limit.section(completes=True):
             log.warning("trial %s failed: %s", job.trial_key, reason)
             T.set_status(c, run_id, "failed", reason=reason)
             _report_failed(job, reason)
         return
-    except Exception as e:
-        with limit.section(completes=True):
-            T.set_status(c, run_id, "failed", reason=f"{type(e).__name__}: {e}")
-        raise
     with limit.section(completes=True):
         metrics[M.CPU_TIME] = time.process_time() - cpu0
         t_record = time.monotonic()
-        record_finished(c, run_id, result, {**metrics, **timing}, job.run_dir / "evaluation")
+        try:
+            record_finished(c, run_id, result, {**metrics, **timing}, job.run_dir / "evaluation")
+        except Exception as e:
+            full = no_space(e)
+            if full is None:
+                raise
+            return _stopped(job, c, run_id, None, _disk_full(job, full))  # inside this section already
         timing[M.TIME_RECORD] = time.monotonic() - t_record
         T.log_metrics(c, run_id, {M.TIME_RECORD: timing[M.TIME_RECORD]})
         metrics.update(timing)
@@ -163,6 +178,29 @@ def _attempt(job: TrialJob, c, limit: _Limit, t0: float, cpu0: float) -> None:
 
         tune.report({**final, RESULT_FINAL: 1, RESULT_STATUS: "finished", M.EPOCH: result.epochs_run,
                      RESULT_KEY: job.trial_key})
+
+
+def _disk_full(job: TrialJob, why: str) -> str:
+    return f"the disk under {job.run_dir.parent} is full ({why}): free space there"
+
+
+def _stopped(job: TrialJob, c, run_id: str, limit: _Limit | None, reason: str) -> None:
+    """A trial stopped by its surroundings (:data:`RESULT_STOPPED`): recorded as interrupted, not failed,
+    where MLflow can be reached (``c``), and reported as such, so that the driver stops the study and
+    ``--resume`` continues the trial from its last checkpoint (every file it wrote is whole: :mod:`mlptl.fsutil`)."""
+    from contextlib import nullcontext
+
+    from ray import tune
+
+    with limit.section(completes=True) if limit is not None else nullcontext():
+        log.warning("trial %s stopped: %s", job.trial_key, reason)
+        if c is not None:
+            try:
+                T.set_status(c, run_id, "interrupted", reason=reason)
+            except Exception:  # the tracking store may be on the same full disk; the resume reconciles the run
+                log.exception("recording trial %s as interrupted failed", job.trial_key)
+        tune.report({RESULT_STATUS: RESULT_STOPPED, RESULT_REASON: reason, RESULT_FINAL: 1,
+                     M.VAL_FORCES_MAE: float("nan"), RESULT_KEY: job.trial_key})
 
 
 def _report_failed(job: TrialJob, reason: str) -> None:

@@ -95,12 +95,14 @@ def get(ref) -> Any:
         raise
 
 
-def progress_callback(progress, on_step=None):
+def progress_callback(progress, on_step=None, on_stopped=None, on_error=None):
     """A Ray Tune callback that tells ``progress`` of every finished final replicate (search trials are told
-    by the searcher, which knows their outcome) and calls ``on_step()`` at each step of Tune's loop."""
+    by the searcher, which knows their outcome), calls ``on_step()`` at each step of Tune's loop,
+    ``on_stopped(reason)`` for a trial stopped by its surroundings (a full disk, the tracking server gone)
+    and ``on_error(trial_key, reason)`` for a trial that errored past its retries (``error_reason``)."""
     from ray.tune import Callback
 
-    from mlptl.study.trial import RESULT_STATUS
+    from mlptl.study.trial import RESULT_REASON, RESULT_STATUS, RESULT_STOPPED
 
     class Progress(Callback):
         def on_step_begin(self, iteration, trials, **info):
@@ -109,10 +111,18 @@ def progress_callback(progress, on_step=None):
             progress.tick()
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self._final(trial, (trial.last_result or {}).get(RESULT_STATUS, "finished"))
+            result = trial.last_result or {}
+            if result.get(RESULT_STATUS) == RESULT_STOPPED:
+                if on_stopped is not None:
+                    on_stopped(result.get(RESULT_REASON) or "stopped")
+                return
+            self._final(trial, result.get(RESULT_STATUS, "finished"))
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self._final(trial, "failed")
+            key = ((trial.config or {}).get("job") or {}).get("trial_key")
+            if on_error is not None and key:
+                on_error(key, error_reason(trial))
 
         @staticmethod
         def _final(trial, outcome: str) -> None:
@@ -121,6 +131,30 @@ def progress_callback(progress, on_step=None):
                 progress.final_trial(job["cell"], outcome)
 
     return Progress()
+
+
+#: What a trial that errored is recorded with when Ray's error cannot be read.
+UNKNOWN_ERROR = "the trial raised an error (see the Ray logs)"
+
+
+def error_reason(trial) -> str:
+    """One line for why Ray Tune gave up on ``trial``, from Ray's error record: a process that died (a
+    SIGKILL, e.g. from the kernel's out-of-memory killer) says so; an exception gives its last line."""
+    import re
+    from pathlib import Path
+
+    text = ""
+    try:  # the driver's copy first: the one on the run's storage is written later
+        local = trial.error_file
+        text = Path(local).read_text() if local and Path(local).is_file() else str(trial.get_error() or "")
+    except Exception:  # Ray's files; a reason is not worth failing the study for
+        pass
+    if "worker process has died" in text or "actor died unexpectedly" in text:
+        kind = re.search(r"Worker exit type: (\w+)", text)
+        return ("the trial's process died" + (f" (Ray: worker exit {kind.group(1)})" if kind else "")
+                + ": killed by a signal, e.g. the kernel's out-of-memory killer, or crashed")
+    lines = [ln.strip() for ln in text.splitlines() if re.match(r"^\s*[\w.]+(Error|Exception|Exit|Interrupt)\b", ln)]
+    return lines[-1][:1000] if lines else UNKNOWN_ERROR
 
 
 def make_tuner(study: Study, storage: Path, name: str, param_space, tune_config, callbacks):
