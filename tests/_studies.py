@@ -36,3 +36,30 @@ def tiny_study(tmp_path, name="t", trials=3, epochs=3, search="SearchSpace(lr=(1
     ns: dict = {}
     exec(STUDY_SOURCE.format(name=name, search=search, trials=trials, epochs=epochs, storage=str(tmp_path / "store")), ns)
     return ns["STUDY"]
+
+
+# A one-cell scratch study (no source model is trained), for the fault tests: they break its surroundings
+# (the tracking server, the disk), so the study itself is as small as a study gets.
+SCRATCH_STUDY = """
+from mlptl.data.generate import preset
+from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
+
+STUDY = Study(
+    name={name!r},
+    source_element="Si",
+    target_element="Ge",
+    inits=("scratch",),
+    pretraining=Pretraining(data=DataSource(generate=preset("tiny", "Si", reference="sw"))),
+    target_data=DataSource(generate=preset("tiny", "Ge", reference="sw", frames_per_temperature=10)),
+    train_sizes=(4,),
+    search=SearchSpace(lr=(3e-3, 1e-2)),
+    trials_per_cell={trials},
+    seeds=(0,),
+    max_epochs={epochs},
+    pruner=PrunerSpec(kind="none"),
+    evaluation=EvaluationSpec(stability_temperatures=(), properties=False),
+    resources=Resources(cpus_per_trial=1, max_failures=0),  # no Ray retry: what a fault leaves is what is seen
+    val_size=4,
+    test_size=4,
+)
+"""

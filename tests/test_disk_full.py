@@ -18,6 +18,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from _studies import SCRATCH_STUDY  # noqa: E402
 from optuna.trial import TrialState
 
 from mlptl import tracking as T
@@ -25,29 +26,6 @@ from mlptl.train.spec import MODEL_FILE
 
 TRIALS, EPOCHS = 4, 3
 
-STUDY = """
-from mlptl.data.generate import preset
-from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
-
-STUDY = Study(
-    name="full",
-    source_element="Si",
-    target_element="Ge",
-    inits=("scratch",),  # no source model is trained
-    pretraining=Pretraining(data=DataSource(generate=preset("tiny", "Si", reference="sw"))),
-    target_data=DataSource(generate=preset("tiny", "Ge", reference="sw", frames_per_temperature=10)),
-    train_sizes=(4,),
-    search=SearchSpace(lr=(3e-3, 1e-2)),
-    trials_per_cell={trials},
-    seeds=(0,),
-    max_epochs={epochs},
-    pruner=PrunerSpec(kind="none"),
-    evaluation=EvaluationSpec(stability_temperatures=(), properties=False),
-    resources=Resources(cpus_per_trial=1, max_failures=0),
-    val_size=4,
-    test_size=4,
-)
-"""
 
 
 def _mount_tmpfs(path: Path, size: str) -> None:
@@ -89,7 +67,7 @@ def _trial_runs(c, exp_id: str) -> list:
 @pytest.mark.slow
 def test_a_full_disk_stops_the_study_as_interrupted_and_resume_finishes_it(tmp_path: Path):
     study = tmp_path / "full.py"
-    study.write_text(STUDY.format(trials=TRIALS, epochs=EPOCHS))
+    study.write_text(SCRATCH_STUDY.format(name="full", trials=TRIALS, epochs=EPOCHS))
     store = tmp_path / "store"
     trials_fs = store / "trials"  # the trials' run directories (StoreLayout.trial_dir)
     _mount_tmpfs(trials_fs, "32m")

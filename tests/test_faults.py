@@ -23,6 +23,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from _studies import SCRATCH_STUDY  # noqa: E402
 from optuna.trial import TrialState
 
 from mlptl import tracking as T
@@ -201,29 +202,6 @@ def test_a_hung_trial_fails_at_its_time_limit_and_the_study_goes_on(tmp_path: Pa
 OUTAGE_S = 20  # how long the tracking server stays down: a restart, well inside the tracking layer's bound
 EPOCHS, TRIALS = 3, 3
 
-OUTAGE_STUDY = """
-from mlptl.data.generate import preset
-from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
-
-STUDY = Study(
-    name="outage",
-    source_element="Si",
-    target_element="Ge",
-    inits=("scratch",),  # no source model is trained
-    pretraining=Pretraining(data=DataSource(generate=preset("tiny", "Si", reference="sw"))),
-    target_data=DataSource(generate=preset("tiny", "Ge", reference="sw", frames_per_temperature=10)),
-    train_sizes=(4,),
-    search=SearchSpace(lr=(3e-3, 1e-2)),
-    trials_per_cell={trials},
-    seeds=(0,),
-    max_epochs={epochs},
-    pruner=PrunerSpec(kind="none"),
-    evaluation=EvaluationSpec(stability_temperatures=(), properties=False),
-    resources=Resources(cpus_per_trial=1, max_failures=0),  # no Ray retry: a trial must ride the outage out itself
-    val_size=4,
-    test_size=4,
-)
-"""
 
 
 def _cli(study: Path, url: str, store: Path, log: Path, *extra: str) -> subprocess.Popen:
@@ -304,7 +282,7 @@ def test_the_tracking_server_stopped_and_restarted_mid_study_loses_and_duplicate
     """The tracking server SIGKILLed while search trials log epochs, down for OUTAGE_S, restarted on the same
     port and database: the study waits it out and finishes; every trial has one run, one point per epoch."""
     study = tmp_path / "outage.py"
-    study.write_text(OUTAGE_STUDY.format(trials=TRIALS, epochs=EPOCHS))
+    study.write_text(SCRATCH_STUDY.format(name="outage", trials=TRIALS, epochs=EPOCHS))
     store, log = tmp_path / "store", tmp_path / "driver.log"
     t0 = time.monotonic()
     mlflow_server.start()
