@@ -400,16 +400,37 @@ if __name__ == "__main__":
 def test_a_killed_trial_process_is_retried_within_max_failures_from_its_checkpoint(tmp_path: Path):
     """Every search trial's process is SIGKILLed once, after its epochs, while its node lives on (what the
     OOM killer does): Ray Tune retries it (max_failures=1) from its last checkpoint in the same MLflow run,
-    and it finishes without training or logging an epoch again."""
+    and it finishes without training or logging an epoch again. Meanwhile another process holds the Optuna
+    store's write lock for longer than SQLite's default wait, while the search runs: the driver waits."""
+    import sqlite3
+
     store, marks = tmp_path / "store", tmp_path / "marks"
     marks.mkdir()
     study = tmp_path / "killed.py"
     study.write_text(KILL_STUDY.format(marks=str(marks), storage=str(store)))
     _warm_reference_rdf(store / "cache", "sw-kills")
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, str(study)], capture_output=True, text=True, timeout=600)
-    print(f"study: {time.monotonic() - t0:.0f} s")
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    log = tmp_path / "driver.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, str(study)], stdout=fh, stderr=subprocess.STDOUT)
+        # the lock, once a search trial is running (the Optuna store has a trial): 8 s against SQLite's 5 s
+        db, deadline, locked_at = store / "optuna.db", time.monotonic() + 300, None
+        while proc.poll() is None and time.monotonic() < deadline and locked_at is None:
+            time.sleep(0.2)
+            try:
+                con = sqlite3.connect(db, timeout=30, isolation_level=None)
+                if con.execute("SELECT count(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0]:
+                    con.execute("BEGIN EXCLUSIVE")
+                    locked_at = time.monotonic()
+                    time.sleep(8)
+                    con.execute("COMMIT")
+                con.close()
+            except sqlite3.OperationalError:  # no store or no table yet
+                continue
+        assert locked_at is not None, "the search never ran:\n" + log.read_text()[-3000:]
+        rc = proc.wait(timeout=600)
+    print(f"study: {time.monotonic() - t0:.0f} s (Optuna store locked {locked_at - t0:.0f}-{locked_at - t0 + 8:.0f} s)")
+    assert rc == 0, log.read_text()[-4000:]
     assert len(list(marks.iterdir())) == 2, "not every search trial's process was killed"
 
     c = T.client(T.default_tracking_uri(store))
