@@ -28,6 +28,7 @@ import pandas as pd  # noqa: E402
 from _common import RESULTS_DIR, setup_logging, write_json  # noqa: E402
 
 from mlptl import metrics as M  # noqa: E402
+from mlptl.report.tables import forgetting_table  # noqa: E402
 
 log = logging.getLogger("bench.chemistry")
 STUDY_FILE = "chemistry"
@@ -53,7 +54,7 @@ def _case_row(key: str, mode: str, study, runs: pd.DataFrame, info: dict[str, An
     tables = S.report_tables(runs)
     h = tables["headline"]
     final = final_frame(runs)
-    forgetting = runs_forgetting(final)
+    forgetting = forgetting_table(final)
     n0 = int(h["headline_train_size"]) if "headline_train_size" in h else None
     f0 = forgetting[forgetting["train_size"] == n0] if n0 is not None and len(forgetting) else forgetting.iloc[:0]
     init = study.search_for("transfer").new_element_init if study.new_elements(study.sources[0]) else ("(none new)",)
@@ -74,18 +75,12 @@ def _case_row(key: str, mode: str, study, runs: pd.DataFrame, info: dict[str, An
     }
 
 
-def runs_forgetting(final: pd.DataFrame) -> pd.DataFrame:
-    from mlptl.report.tables import forgetting_table
-
-    return forgetting_table(final)
-
-
 def _init_rows(key: str, runs: pd.DataFrame) -> list[dict[str, Any]]:
     from mlptl.report.runs import final_frame
 
     final = final_frame(runs)
     table = S.replicate_table(final, [M.TEST_FORCES_MAE])
-    forgetting = runs_forgetting(final)
+    forgetting = forgetting_table(final)
     rows = []
     for r in table.itertuples():
         f = forgetting[forgetting["train_size"] == r.train_size]
