@@ -22,6 +22,7 @@ from _studies import SCRATCH_STUDY  # noqa: E402
 from optuna.trial import TrialState
 
 from mlptl import tracking as T
+from mlptl.study.spec import StoreLayout
 from mlptl.train.spec import MODEL_FILE
 
 TRIALS, EPOCHS = 4, 3
@@ -69,7 +70,7 @@ def test_a_full_disk_stops_the_study_as_interrupted_and_resume_finishes_it(tmp_p
     study = tmp_path / "full.py"
     study.write_text(SCRATCH_STUDY.format(name="full", trials=TRIALS, epochs=EPOCHS))
     store = tmp_path / "store"
-    trials_fs = store / "trials"  # the trials' run directories (StoreLayout.trial_dir)
+    trials_fs = StoreLayout(store).trials  # the trials' run directories
     _mount_tmpfs(trials_fs, "32m")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     cmd = [sys.executable, "-m", "mlptl.cli", "run", str(study), "--storage", str(store)]

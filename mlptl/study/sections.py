@@ -72,8 +72,13 @@ class StoreLayout:
         """Reference RDFs and the search's MD reference, cached."""
         return self.root / "cache"
 
+    @property
+    def trials(self) -> Path:
+        """Every trial's run directory (checkpoints, splits, package), by study, cell and trial key."""
+        return self.root / "trials"
+
     def trial_dir(self, study: str, cell: str, key: str) -> Path:
-        return self.root / "trials" / study / cell / key
+        return self.trials / study / cell / key
 
     def report_dir(self, study: str) -> Path:
         return self.root / "reports" / study
