@@ -100,7 +100,10 @@ class TrackingUnavailable(RuntimeError):
 
 
 def _transient(e: BaseException) -> str | None:
-    """Why ``e`` means the server is not answering now (refused, reset, timed out, HTTP 502-504), else None."""
+    """Why ``e`` means the server is not answering now (refused, reset, timed out, an answer cut off,
+    HTTP 502-504), else None. MLflow wraps what requests raised, so the chain is walked."""
+    import http.client
+
     import requests
 
     seen = 0
@@ -112,7 +115,9 @@ def _transient(e: BaseException) -> str | None:
             return None  # a certificate problem does not pass with time
         if isinstance(e, requests.exceptions.RetryError):
             return "HTTP 5xx"
-        if isinstance(e, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        if isinstance(e, requests.exceptions.ChunkedEncodingError | http.client.IncompleteRead):
+            return "answer cut off"  # the server died while it sent its reply
+        if isinstance(e, requests.exceptions.ConnectionError | requests.exceptions.Timeout | ConnectionError):
             text = str(e)
             for why in ("Connection refused", "Connection reset", "Remote end closed", "timed out"):
                 if why in text:

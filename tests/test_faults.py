@@ -277,6 +277,43 @@ def test_a_tracking_call_whose_answer_was_lost_is_not_written_twice_and_an_outag
     assert len(waits) >= 3 and all("http://127.0.0.1:9" in w for w in waits), waits
 
 
+def test_an_answer_cut_off_by_a_dying_server_is_waited_out_like_a_refused_connection(monkeypatch, caplog):
+    """A server killed while it sends its reply leaves requests a broken chunked body (what CI once saw in the
+    outage test): that is an outage too, not an error of the call."""
+    import socket
+    import threading
+
+    monkeypatch.setattr(T, "BACKOFF_S", (0.01, 0.02))
+    monkeypatch.setattr(T, "OUTAGE_LIMIT_S", 0.5)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    srv = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve():  # every request: headers and half a chunk, then the connection closes
+        srv.settimeout(0.2)
+        while not done.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n10\r\n{\"experi")
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    url = f"http://127.0.0.1:{srv.getsockname()[1]}"
+    try:
+        with pytest.raises(T.TrackingUnavailable, match=r"unreachable \(answer cut off"):
+            T.client(url).get_experiment_by_name("cut")
+    finally:
+        done.set()
+        th.join()
+        srv.close()
+    assert len([r for r in caplog.records if "retrying in" in r.message]) >= 3
+
+
 @pytest.mark.slow
 def test_the_tracking_server_stopped_and_restarted_mid_study_loses_and_duplicates_nothing(tmp_path, mlflow_server):
     """The tracking server SIGKILLed while search trials log epochs, down for OUTAGE_S, restarted on the same
