@@ -30,7 +30,8 @@ from mlptl import tracking as T
 from mlptl.errors import InputError
 from mlptl.study import Resources
 
-LIMIT_S = 120  # 60 s was passed by ordinary trials on a machine at load 7-10 (CI beside other test runs)
+LIMIT_S = 45  # an ordinary trial here takes 3-12 s; on a machine loaded far beyond the CI's, more trials than
+# the hung one may reach it, which the test accepts (at least one search trial and the final must finish)
 
 HANG_STUDY = """
 import dataclasses

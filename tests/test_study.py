@@ -56,6 +56,20 @@ def test_an_evaluation_that_needs_a_reference_is_rejected_without_one(tmp_path, 
     replace(study, evaluation=EvaluationSpec(stability_temperatures=(), properties=False)).validate()
 
 
+def test_stability_runs_too_short_for_the_rdf_criterion_are_named_before_launch(tmp_path, caplog):
+    """40 MD steps never fill the RDF window: the study runs, but the user is told the criterion is off."""
+    from mlptl.study import EvaluationSpec
+
+    study = tiny_study(tmp_path)  # stability_steps=40
+    study.validate(check_data=False)
+    (warning,) = [r.message for r in caplog.records if "RDF criterion" in r.message]
+    assert "evaluation.stability_steps=40 is shorter than the RDF criterion needs (1000 steps" in warning
+    caplog.clear()
+    replace(study, evaluation=EvaluationSpec(stability_temperatures=(300.0,), stability_steps=1000,
+                                             properties=False)).validate(check_data=False)
+    assert not [r for r in caplog.records if "RDF criterion" in r.message]
+
+
 def test_unreadable_target_data_is_rejected(tmp_path):
     bad = tmp_path / "ge.extxyz"
     bad.write_text("this is not an extxyz file\n")
@@ -379,9 +393,10 @@ def test_after_an_interrupt_the_command_line_stops_at_once_on_the_next_signal():
 
 # ---------------------------------------------------------------- checkpoints
 def test_a_staged_checkpoint_holds_the_epoch_and_is_removed_after_its_report(tmp_path):
-    """Each epoch's checkpoint is staged for ``tune.report`` in a temporary directory; the stage must go
-    once the report has copied it (left behind, every epoch of every trial stayed in /tmp)."""
-    from mlptl.study.checkpoints import staged_checkpoint
+    """Each epoch's checkpoint is staged for ``tune.report`` in a directory of its own; the stage must go
+    once the report has copied it (left behind, every epoch of every trial stayed in /tmp), and a stage
+    left by a process killed mid-report goes with the next epoch's."""
+    from mlptl.study.checkpoints import STAGE_PREFIX, staged_checkpoint
     from mlptl.train.spec import BEST_CHECKPOINT, CHECKPOINT_DIR, HISTORY_FILE, LAST_CHECKPOINT
 
     run_dir = tmp_path / "run"
@@ -391,9 +406,14 @@ def test_a_staged_checkpoint_holds_the_epoch_and_is_removed_after_its_report(tmp
     for name in (LAST_CHECKPOINT, BEST_CHECKPOINT):
         (run_dir / CHECKPOINT_DIR / name).write_bytes(name.encode())
     (run_dir / HISTORY_FILE).write_text("epoch\n1\n")
+    killed = run_dir / f"{STAGE_PREFIX}killed"
+    (killed / LAST_CHECKPOINT).parent.mkdir(parents=True)
+    (killed / LAST_CHECKPOINT).write_bytes(b"an older epoch")
     with staged_checkpoint(run_dir) as checkpoint:
         stage = Path(checkpoint.path)
+        assert stage.parent == run_dir and not killed.exists()
         assert sorted(p.name for p in stage.iterdir()) == sorted([LAST_CHECKPOINT, BEST_CHECKPOINT, HISTORY_FILE])
         assert (stage / LAST_CHECKPOINT).read_bytes() == LAST_CHECKPOINT.encode()
     assert not stage.exists()
-    assert (run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file()  # the trial's own files stay
+    assert (run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).read_bytes() == LAST_CHECKPOINT.encode()  # the trial's own files stay
+    assert not list(run_dir.glob(f"{STAGE_PREFIX}*"))

@@ -102,6 +102,11 @@ class StabilityConfig:
     def equilibration_steps(self) -> int:
         return round(self.rdf_equilibration * 1000.0 / self.timestep_fs)
 
+    @property
+    def rdf_steps(self) -> int:
+        """The steps a run needs before the ``rdf`` criterion is first checked: equilibration, then one window."""
+        return self.equilibration_steps + self.window_frames * self.check_every
+
     def rdf_grid(self, nn: float) -> RDFGrid:
         """The RDF grid for a crystal of nearest-neighbour distance ``nn`` (Angstrom)."""
         rmax = self.rdf_rmax if self.rdf_rmax is not None else self.rdf_rmax_factor * nn

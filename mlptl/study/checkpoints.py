@@ -16,8 +16,8 @@ from mlptl.train.spec import BEST_CHECKPOINT, CHECKPOINT_DIR, HISTORY_FILE, LAST
 
 log = logging.getLogger(__name__)
 
-# The prefix of a staged checkpoint's temporary directory (tests look for leftovers by it).
-STAGE_PREFIX = "mlptl-ckpt-"
+# The prefix of a staged checkpoint's directory inside the run directory (tests look for leftovers by it).
+STAGE_PREFIX = ".ray-stage-"
 
 __all__ = ["restore_ray_checkpoint", "staged_checkpoint", "reuse_search_trial"]
 
@@ -41,19 +41,25 @@ def restore_ray_checkpoint(run_dir: Path) -> None:
 def staged_checkpoint(run_dir: Path) -> Iterator:
     """This epoch's checkpoint as a Ray ``Checkpoint`` (None before the first) for ``tune.report``: the last
     and the best checkpoint (packaging reads it on whatever node ends the trial) and the history, staged
-    in a temporary directory that is removed on leaving (``tune.report`` has copied it to the run's Ray
-    storage by then; left behind, every epoch of every trial would stay in the temp dir)."""
+    in a directory that is removed on leaving (``tune.report`` has copied it to the run's Ray storage by
+    then). The stage lies inside the run directory, not in /tmp: a process killed mid-report leaves it
+    with its trial, where the next epoch's staging removes it, and the files are hard links, not copies."""
     from ray import tune
 
     ckpt_dir = run_dir / CHECKPOINT_DIR
     if not (ckpt_dir / LAST_CHECKPOINT).exists():
         yield None
         return
-    stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX))
+    for old in run_dir.glob(f"{STAGE_PREFIX}*"):  # a stage whose process was killed before removing it
+        shutil.rmtree(old, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=run_dir))
     try:
         for src in (ckpt_dir / LAST_CHECKPOINT, ckpt_dir / BEST_CHECKPOINT, run_dir / HISTORY_FILE):
             if src.exists():
-                shutil.copy2(src, stage / src.name)
+                try:
+                    os.link(src, stage / src.name)  # nothing writes the files while Ray copies the stage
+                except OSError:  # a file system without hard links
+                    shutil.copy2(src, stage / src.name)
         yield tune.Checkpoint.from_directory(str(stage))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -70,7 +76,7 @@ def reuse_search_trial(search_run_dir: str | None, run_dir: Path) -> bool:
     staging = run_dir.with_name(f".{run_dir.name}.reusing")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        shutil.copytree(src, staging)
+        shutil.copytree(src, staging, ignore=shutil.ignore_patterns(f"{STAGE_PREFIX}*"))
         run_dir.mkdir(parents=True, exist_ok=True)
         for entry in sorted(staging.iterdir(), key=lambda p: p.name == CHECKPOINT_DIR):
             shutil.rmtree(run_dir / entry.name, ignore_errors=True)

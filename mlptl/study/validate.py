@@ -8,6 +8,7 @@ so the spec may call it without an import cycle.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from mlptl.errors import InputError
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from mlptl.study.spec import Study
 
 __all__ = ["validate_study", "field_error", "check_field"]
+
+log = logging.getLogger(__name__)
 
 
 def field_error(field_name: str, message: str) -> InputError:
@@ -97,6 +100,13 @@ def validate_study(s: Study, *, check_data: bool = True) -> None:
         )
     if len(s.target_elements) > 1 and s.reference_for_target() is not None:
         _check_alloy_stability_cell(s)
+    cfg = ev.stability()
+    if cfg is not None and "rdf" in cfg.criteria and cfg.steps < cfg.rdf_steps:
+        # not an error: short runs are the smoke tests' and the quick start's choice, but the report's
+        # stable fractions then rest on temperature, forces and distances only, which the user should know
+        log.warning("evaluation.stability_steps=%d is shorter than the RDF criterion needs (%d steps: %g ps of "
+                    "equilibration, then a %g ps window): MD stability is judged without it",
+                    cfg.steps, cfg.rdf_steps, cfg.rdf_equilibration, cfg.rdf_window)
 
 
 def _check_alloy_stability_cell(s: Study) -> None:
