@@ -118,6 +118,8 @@ def test_the_full_evaluation_records_alloy_stability_with_the_one_element_names(
         key = M.pair_metric(M.group_metric(M.STABILITY_RDF_DISTANCE, "T300"), *pair.split("-"))
         assert key == f"stability_rdf_distance.T300.pair_{pair}" and 0 <= metrics[key] < 0.6
     assert 0 <= metrics["stability_rdf_distance.T300"] < 0.4
+    # the partial RDFs are drawn beside the total, one figure per pair
+    assert {p.name for p in (tmp_path / "ev").glob("rdf_300K*.png")} == {"rdf_300K.png"} | {f"rdf_300K_{p}.png" for p in PAIRS}
     details = json.loads((tmp_path / "ev" / "stability.json").read_text())
     assert details["element"] == "Cu-Ni" and set(details["rdf"][0]["partials_ref"]) == PAIRS
     assert (tmp_path / "ev" / "rdf_300K.png").is_file()

@@ -123,19 +123,24 @@ def plot_time_to_failure(results: Any, path: str | Path, *, title: str | None = 
 
 
 def plot_stability(result: Any, out_dir: str | Path, *, label: str = "model") -> list[Path]:
-    """``time_to_failure.png`` and one ``rdf_<T>K.png`` (mean model RDF vs reference) per temperature."""
+    """``time_to_failure.png`` and one ``rdf_<T>K.png`` (mean model RDF vs reference) per temperature; for
+    several elements also one ``rdf_<T>K_<a-b>.png`` per element pair (the partial RDFs the criterion compares)."""
     d = _as_dict(result)
     out = Path(out_dir)
     paths = [plot_time_to_failure(d, out / "time_to_failure.png", title=f"MD stability, {d['element']}")]
     for entry in d.get("rdf", []):
-        curves: dict[str, Curve] = {}
-        if entry.get("g") is not None:
-            curves[label] = (entry["r"], entry["g"])
-        if entry.get("g_ref") is not None:
-            curves["reference"] = (entry["r"], entry["g_ref"])
-        if curves:
-            t = float(entry["temperature"])
-            paths.append(plot_rdf(curves, out / f"rdf_{t:g}K.png", title=f"{d['element']} {t:g} K"))
+        t = float(entry["temperature"])
+        model, ref = entry.get("partials") or {}, entry.get("partials_ref") or {}
+        figures = [("", entry.get("g"), entry.get("g_ref"), d["element"])]
+        figures += [(f"_{p}", model.get(p), ref.get(p), f"{p} pairs of {d['element']}") for p in sorted({*model, *ref})]
+        for suffix, g, g_ref, what in figures:
+            curves: dict[str, Curve] = {}
+            if g is not None:
+                curves[label] = (entry["r"], g)
+            if g_ref is not None:
+                curves["reference"] = (entry["r"], g_ref)
+            if curves:
+                paths.append(plot_rdf(curves, out / f"rdf_{t:g}K{suffix}.png", title=f"{what} {t:g} K"))
     return paths
 
 
