@@ -135,6 +135,24 @@ def test_the_search_check_runs_for_an_alloy(cache, monkeypatch):
     assert out == {M.SEARCH_MD_STABLE: 1.0, M.SEARCH_MD_TTF: pytest.approx(0.03)}
 
 
+def test_the_search_check_starts_from_the_alloy_the_final_evaluation_does(tmp_path, monkeypatch):
+    """A study of Cu-rich data checks its search trials in the Cu-rich alloy, not in one of equal parts
+    the model never saw; the reference RDF it compared with was made in that cell."""
+    from mlptl.evaluate import full
+    from mlptl.evaluate.reference_rdf import _cell_digest
+
+    monkeypatch.setattr(full, "StabilityConfig", lambda **kw: StabilityConfig(
+        **{**kw, "reference_steps": FAST.reference_steps, "rdf_equilibration": FAST.rdf_equilibration}))
+    comps = ["Cu0.75Ni0.25"]
+    out = full.md_check("emt", "Cu-Ni", reference="emt", temperature=300.0, steps=30, cache_dir=tmp_path,
+                        compositions=comps)
+    assert out[M.SEARCH_MD_STABLE] == 1.0
+    (cached,) = tmp_path.glob("rdf-Cu-Ni-emt-300K-*.json")
+    cell = stability_cell("Cu-Ni", "emt", FAST, compositions=comps)
+    assert cell.get_chemical_formula() == "Cu81Ni27"
+    assert json.loads(cached.read_text())["key"]["cell"] == _cell_digest(cell)
+
+
 def test_a_multi_element_study_may_ask_for_md_stability(monkeypatch):
     from mlptl.study import DataSource, EvaluationSpec, MixtureSpec, Pretraining, SearchStability, Study
 

@@ -218,14 +218,15 @@ def _evaluate_alloys(
 
 def md_check(
     model_path: str | Path, element: str, *, reference: str | None, temperature: float, steps: int,
-    cache_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None, compositions: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """One short NVT run at ``temperature``: is the model stable for ``steps`` steps, and for how long.
 
     What a search can afford per trial (a few seconds for the tiny model); the final phase runs the full
     protocol. Metrics: ``search_md_stable`` (1 or 0) and ``search_md_ttf_ps`` (time to failure, or the run
     length when stable). A chemistry of several elements (``"Cu-Ni"``, ``reference`` a system reference)
-    runs from the reference's equal-parts random alloy, its RDF criterion also per element pair.
+    runs from the reference's random alloy of the composition of ``compositions`` nearest equal parts (the
+    alloy the full evaluation starts from), its RDF criterion also per element pair.
     """
     from dataclasses import replace
 
@@ -239,7 +240,8 @@ def md_check(
         calc.reset()
         return calc
 
-    res = run_stability(factory, element, cfg, reference=reference, progress=False, cache_dir=cache_dir)
+    res = run_stability(factory, element, cfg, reference=reference, progress=False, cache_dir=cache_dir,
+                        compositions=compositions)
     run = res.runs[0]
     ttf = run.time_to_failure_ps if run.time_to_failure_ps is not None else cfg.duration_ps
     return {M.SEARCH_MD_STABLE: float(run.stable), M.SEARCH_MD_TTF: float(ttf)}

@@ -31,7 +31,6 @@ class Evaluation:
 
     stability: StabilityConfig | None = None
     properties: PropertyConfig | None = None
-    compositions: tuple[str, ...] = ()  # a multi-element target's alloy properties: at these compositions
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,7 @@ class TrialJob:
     cpus: float = 1.0
     cache_dir: str | None = None  # the study's cache: reference RDFs of the MD checks
     reference: str | None = None  # the target element's reference potential
+    compositions: tuple[str, ...] = ()  # a multi-element target's: MD checks start from, properties run at
     evaluation: Evaluation | None = None
     search_md: SearchStability | None = None
     reuse_run_dir: str | None = None  # a finished search trial this job repeats exactly

@@ -76,7 +76,7 @@ class _Run:
 
     def __post_init__(self) -> None:
         ev = self.study.evaluation
-        self.evaluation = Evaluation(ev.stability(), ev.property_config(), self.study.alloy_compositions())
+        self.evaluation = Evaluation(ev.stability(), ev.property_config())
 
     @property
     def stores(self) -> StoreLayout:
@@ -103,6 +103,7 @@ class _Run:
             study=s.name, trial_key=key, cell=cell.id, phase=phase, replicate=replicate, train=train,
             tracking_uri=self.uri, experiment_id=self.exp_id, parent_run_id=self.parent_id,
             cpus=s.resources.cpus_per_trial, cache_dir=str(self.stores.cache), reference=s.reference_for_target(),
+            compositions=s.alloy_compositions(),
             evaluation=self.evaluation if phase == "final" else None,
             search_md=s.search_md() if phase == "search" else None,
             reuse_run_dir=reuse_run_dir, warm_start_from=warm_start_from, references=self.references,

@@ -256,14 +256,15 @@ def _train_and_evaluate(job: TrialJob, on_epoch, timing: dict[str, float]):
         from mlptl.evaluate.full import md_check
 
         metrics.update(md_check(result.model_path, element, reference=job.reference, steps=job.search_md.steps,
-                                temperature=job.search_md.temperature, cache_dir=job.cache_dir))
+                                temperature=job.search_md.temperature, cache_dir=job.cache_dir,
+                                compositions=job.compositions or None))
     if job.phase == "final" and job.evaluation is not None:
         from mlptl.evaluate.full import evaluate_model
 
         metrics.update(evaluate_model(
             result.model_path, element, job.run_dir / "evaluation", stability=job.evaluation.stability,
             properties=job.evaluation.properties, reference=job.reference, cache_dir=job.cache_dir,
-            compositions=job.evaluation.compositions or None,
+            compositions=job.compositions or None,
         ))
     timing[M.TIME_EVALUATE] = time.monotonic() - t0 - t1
     return result, metrics

@@ -118,7 +118,7 @@ def _check_alloy_stability_cell(s: Study) -> None:
     if s.evaluation.stability_temperatures:
         checks.append(("evaluation.stability_temperatures", s.evaluation.stability(), s.alloy_compositions() or None))
     if s.search_stability is not None:
-        checks.append(("search_stability", StabilityConfig(), None))  # md_check's cell: equal parts
+        checks.append(("search_stability", StabilityConfig(), s.alloy_compositions() or None))  # md_check's cell
     for field_name, cfg, comps in checks:
         try:
             stability_cell(s.target_element, s.reference_for_target(), cfg, compositions=comps)
