@@ -91,12 +91,31 @@ def client(tracking_uri: str):
 #: How long a study waits for its tracking server to answer again (a restart, a network blip) before it
 #: gives up: each MLflow call retries within this bound, one logged line per wait.
 OUTAGE_LIMIT_S = 300.0
+#: The environment variable that sets another bound, in seconds (e.g. a server with maintenance windows);
+#: a study passes it on to its Ray workers.
+OUTAGE_ENV = "MLPTL_TRACKING_OUTAGE_S"
 #: The waits between tries, in seconds; the last repeats until the bound.
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 10.0)
 
 
 class TrackingUnavailable(RuntimeError):
-    """The tracking server did not answer for :data:`OUTAGE_LIMIT_S`; what was logged before is kept."""
+    """The tracking server did not answer for :func:`outage_limit_s`; what was logged before is kept."""
+
+
+def outage_limit_s() -> float:
+    """The bound on waiting out a tracking server outage: ``$MLPTL_TRACKING_OUTAGE_S``, else :data:`OUTAGE_LIMIT_S`."""
+    raw = os.environ.get(OUTAGE_ENV, "").strip()
+    if not raw:
+        return OUTAGE_LIMIT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        from mlptl.errors import InputError
+
+        raise InputError(f"{OUTAGE_ENV} must be a positive number of seconds, got {raw!r}")
+    return value
 
 
 def _transient(e: BaseException) -> str | None:
@@ -129,7 +148,7 @@ def _transient(e: BaseException) -> str | None:
 
 class Retrying:
     """An ``MlflowClient`` whose calls wait out an outage of the tracking server, within
-    :data:`OUTAGE_LIMIT_S`, then raise :class:`TrackingUnavailable`.
+    :func:`outage_limit_s`, then raise :class:`TrackingUnavailable`.
 
     A call that may have reached the server before its answer was lost is looked up before it is sent
     again, so that an epoch's metrics, a run or a model version is never written twice.
@@ -150,6 +169,7 @@ class Retrying:
             if name == "create_run":  # an explicit start time names the run if its answer is lost
                 kwargs.setdefault("start_time", int(time.time() * 1000))
             landed = _LANDED.get(name)
+            bound = outage_limit_s()
             waited, tries = 0.0, 0
             t0 = time.monotonic()
             while True:
@@ -168,12 +188,12 @@ class Retrying:
                         raise
                     waited = time.monotonic() - t0
                     pause = BACKOFF_S[min(tries, len(BACKOFF_S) - 1)]
-                    if waited + pause > OUTAGE_LIMIT_S:
+                    if waited + pause > bound:
                         raise TrackingUnavailable(
                             f"the tracking server at {self.uri} is unreachable ({why}; waited {waited:.0f} s, the "
-                            f"bound is {OUTAGE_LIMIT_S:.0f} s)") from None
+                            f"bound is {bound:g} s, {OUTAGE_ENV})") from None
                     log.warning("the tracking server at %s does not answer (%s, %s): retrying in %.0f s "
-                                "(%.0f of %.0f s)", self.uri, why, name, pause, waited, OUTAGE_LIMIT_S)
+                                "(%.0f of %g s)", self.uri, why, name, pause, waited, bound)
                     time.sleep(pause)
                     tries += 1
                     waited = time.monotonic() - t0

@@ -278,3 +278,18 @@ def test_cli_run_with_a_negative_stability_temperature_is_one_line_before_anythi
     r, seconds = _mlptl(tmp_path, "run", str(f))
     _assert_one_line(r, seconds, "study field evaluation", "temperatures must be positive", "-300")
     assert not (tmp_path / "unused-store").exists()
+
+
+def test_cli_run_with_a_bad_outage_bound_in_the_environment_is_one_line(tmp_path, monkeypatch):
+    """The tracking layer's outage bound comes from the environment: a value that is not a positive number
+    of seconds is bad input found before launch, not a fault mid-study."""
+    f = _study_file(tmp_path)
+    for bad in ("ten", "-5", "inf"):
+        monkeypatch.setenv(T.OUTAGE_ENV, bad)
+        r, seconds = _mlptl(tmp_path, "run", str(f))
+        _assert_one_line(r, seconds, T.OUTAGE_ENV, "positive number of seconds", repr(bad))
+        assert not (tmp_path / "unused-store" / "optuna.db").exists()
+    monkeypatch.setenv(T.OUTAGE_ENV, "42.5")
+    assert T.outage_limit_s() == 42.5
+    monkeypatch.delenv(T.OUTAGE_ENV)
+    assert T.outage_limit_s() == T.OUTAGE_LIMIT_S

@@ -42,7 +42,7 @@ def run(study: Study, *, resume: bool = False) -> StudyResult:
     try:
         result = run_study(study, resume=resume, resume_command=command)
         return _finish(study, result, command, t0)
-    except T.TrackingUnavailable as e:  # past the tracking layer's bound (T.OUTAGE_LIMIT_S), after the phases
+    except T.TrackingUnavailable as e:  # past the tracking layer's bound (T.outage_limit_s), after the phases
         raise Interrupted(signal.SIGTERM, f"{e}; the study is saved, finish it with:\n  {command}") from None
     except Interrupted as e:
         raise Interrupted(e.signum, f"{e}; the study is saved, finish it with:\n  {command}") from None

@@ -28,6 +28,7 @@ from mlptl.study.job import Evaluation, TrialJob
 from mlptl.study.progress import StudyProgress
 from mlptl.study.spec import Cell, StoreLayout, Study
 from mlptl.study.stores import check_stores
+from mlptl.study.validate import study_warnings
 from mlptl.train.spec import split_file
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ def run_study(study: Study, *, resume: bool = False, resume_command: str | None 
 
     study.validate()
     check_stores(study.storage_dir(), study.tracking_uri, resume=resume)
+    for warning in study_warnings(study):
+        log.warning(warning)
     with stop_on_signals():
         run = _open(study, resume)
         try:

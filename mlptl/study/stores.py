@@ -56,6 +56,7 @@ def check_stores(storage_dir: Path, tracking_uri: str | None, *, resume: bool) -
     Creates the storage directory and its ``mlptl-store.json`` when missing; writes nothing else.
     """
     storage = Path(storage_dir)
+    T.outage_limit_s()  # a bad bound in the environment is bad input, not a fault found mid-study
     _check_writable(storage)
     _check_format(storage)
     advice = "restore it from a backup" + (" (the study to resume is in it)" if resume else "")

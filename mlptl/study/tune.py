@@ -26,8 +26,13 @@ def init_ray() -> None:
     # mlptl handles SIGINT itself (stop, save the bookkeeping, exit 130); Ray Tune's own handler would
     # swallow the first Ctrl-C and return from fit() as if the search had ended.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    # Workers must import mlptl and find the same files; locally they share this machine's Python.
-    ray.init(address=_ray_address(), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # Workers must import mlptl and find the same files; locally they share this machine's Python. The
+    # tracking layer's outage bound, if set, goes to workers on every node (a remote one has its own env).
+    from mlptl.tracking import OUTAGE_ENV
+
+    env = {OUTAGE_ENV: os.environ[OUTAGE_ENV]} if os.environ.get(OUTAGE_ENV) else {}
+    ray.init(address=_ray_address(), include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": env} if env else None)
     from mlptl.study.signals import reinstall
 
     reinstall()

@@ -8,7 +8,6 @@ so the spec may call it without an import cycle.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from mlptl.errors import InputError
@@ -18,9 +17,7 @@ from mlptl.model.spec import ModelSpec, max_freeze_depth
 if TYPE_CHECKING:
     from mlptl.study.spec import Study
 
-__all__ = ["validate_study", "field_error", "check_field"]
-
-log = logging.getLogger(__name__)
+__all__ = ["validate_study", "study_warnings", "field_error", "check_field"]
 
 
 def field_error(field_name: str, message: str) -> InputError:
@@ -100,13 +97,20 @@ def validate_study(s: Study, *, check_data: bool = True) -> None:
         )
     if len(s.target_elements) > 1 and s.reference_for_target() is not None:
         _check_alloy_stability_cell(s)
-    cfg = ev.stability()
+
+
+def study_warnings(s: Study) -> list[str]:
+    """What a valid study should tell its user at launch (after every check passed, so that bad input stays
+    one line): settings that run but do less than they seem to."""
+    out = []
+    cfg = s.evaluation.stability()
     if cfg is not None and "rdf" in cfg.criteria and cfg.steps < cfg.rdf_steps:
-        # not an error: short runs are the smoke tests' and the quick start's choice, but the report's
-        # stable fractions then rest on temperature, forces and distances only, which the user should know
-        log.warning("evaluation.stability_steps=%d is shorter than the RDF criterion needs (%d steps: %g ps of "
-                    "equilibration, then a %g ps window): MD stability is judged without it",
-                    cfg.steps, cfg.rdf_steps, cfg.rdf_equilibration, cfg.rdf_window)
+        # short runs are the smoke tests' and the quick start's choice, but the stable fractions then rest
+        # on temperature, forces and distances only
+        out.append(f"evaluation.stability_steps={cfg.steps} is shorter than the RDF criterion needs "
+                   f"({cfg.rdf_steps} steps: {cfg.rdf_equilibration:g} ps of equilibration, then a "
+                   f"{cfg.rdf_window:g} ps window): MD stability is judged without it")
+    return out
 
 
 def _check_alloy_stability_cell(s: Study) -> None:
