@@ -9,7 +9,8 @@ and the study exits 0; ``--resume`` then runs nothing again.
 
 The tracking server stopped and restarted: a real ``mlflow server`` is SIGKILLed while search trials log
 their epochs and started again on the same port and database; the trials wait it out (``T.OUTAGE_LIMIT_S``)
-and the study finishes with every trial, run and epoch exactly once.
+and the study finishes with every trial, run and epoch exactly once. Down for longer than the bound, the
+study stops as interrupted and ``--resume`` finishes it, with the same guarantees.
 """
 
 from __future__ import annotations
@@ -315,40 +316,19 @@ def test_an_answer_cut_off_by_a_dying_server_is_waited_out_like_a_refused_connec
     assert len([r for r in caplog.records if "retrying in" in r.message]) >= 3
 
 
-@pytest.mark.slow
-def test_the_tracking_server_stopped_and_restarted_mid_study_loses_and_duplicates_nothing(tmp_path, mlflow_server):
-    """The tracking server SIGKILLed while search trials log epochs, down for OUTAGE_S, restarted on the same
-    port and database: the study waits it out and finishes; every trial has one run, one point per epoch."""
-    study = tmp_path / "outage.py"
-    study.write_text(SCRATCH_STUDY.format(name="outage", trials=TRIALS, epochs=EPOCHS))
-    store, log = tmp_path / "store", tmp_path / "driver.log"
-    t0 = time.monotonic()
-    mlflow_server.start()
-    c = T.client(mlflow_server.url)
-    proc = _cli(study, mlflow_server.url, store, log)
-
+def _counter(c, name: str):
+    """How many of the study's trial runs have a given mlptl status now."""
     def runs(status: str) -> int:
-        exp = c.get_experiment_by_name("outage")
+        exp = c.get_experiment_by_name(name)
         return len(c.search_runs([exp.experiment_id], filter_string=(
             f"tags.`{T.TAG_ROLE}` = 'trial' and tags.`{T.TAG_STATUS}` = '{status}'"))) if exp else 0
+    return runs
 
-    _wait(proc, log, lambda: runs("finished") >= 1 and runs("running") >= 1, "a trial finished beside a running one", 600)
-    mlflow_server.kill()
-    t_down = time.monotonic()
-    time.sleep(OUTAGE_S)  # the outage itself
-    mlflow_server.start()
-    print(f"server down for {time.monotonic() - t_down:.0f} s")
-    try:
-        rc = proc.wait(timeout=600)
-    except subprocess.TimeoutExpired:
-        import signal
 
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("the study did not end after the server came back:\n" + log.read_text()[-3000:])
-    print(f"study: {time.monotonic() - t0:.0f} s")
-    assert rc == 0, log.read_text()[-4000:]
-
-    exp = c.get_experiment_by_name("outage")
+def _assert_every_trial_once(c, store: Path, name: str, *, retried: bool = False) -> None:
+    """The study finished with every trial one MLflow run, FINISHED, each epoch logged once, one Optuna
+    trial per search run, its model registered; ``retried``: a trial stopped mid-way may have started twice."""
+    exp = c.get_experiment_by_name(name)
     trial_runs = _trial_runs(c, exp.experiment_id)
     keys = [r.data.tags[T.TAG_TRIAL_KEY] for r in trial_runs]
     assert len(keys) == len(set(keys)), f"a trial has two MLflow runs: {sorted(keys)}"
@@ -362,15 +342,80 @@ def test_the_tracking_server_stopped_and_restarted_mid_study_loses_and_duplicate
         assert len(steps) == len(set(steps)), f"{r.data.tags[T.TAG_TRIAL_KEY]} logged an epoch twice: {steps}"
         if r in search:
             assert sorted(steps) == list(range(1, EPOCHS + 1)), f"{r.data.tags[T.TAG_TRIAL_KEY]}: epochs {steps}"
-        assert r.data.tags[T.TAG_ATTEMPTS] == "1", "Ray ran a trial twice"
+        if not retried:
+            assert r.data.tags[T.TAG_ATTEMPTS] == "1", "Ray ran a trial twice"
     url = f"sqlite:///{store / 'optuna.db'}"
-    (name,) = optuna.get_all_study_names(url)
-    trials = optuna.load_study(study_name=name, storage=url).trials
+    (optuna_name,) = optuna.get_all_study_names(url)
+    trials = optuna.load_study(study_name=optuna_name, storage=url).trials
     assert sorted(t.user_attrs["trial_key"] for t in trials) == sorted(r.data.tags[T.TAG_TRIAL_KEY] for r in search)
     assert all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]
-    assert [m.name for m in c.search_registered_models()] == ["outage-scratch-n4"]
+    assert [m.name for m in c.search_registered_models()] == [f"{name}-scratch-n4"]
     parent = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_ROLE}` = 'study'")[0]
     assert (parent.info.status, parent.data.tags[T.TAG_STATUS]) == ("FINISHED", "finished")
+
+
+def _ended(proc: subprocess.Popen, log: Path, timeout: float, what: str) -> int:
+    import signal
+
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"the study did not end {what}:\n" + log.read_text()[-3000:])
+
+
+@pytest.mark.slow
+def test_the_tracking_server_stopped_and_restarted_mid_study_loses_and_duplicates_nothing(tmp_path, mlflow_server):
+    """The tracking server SIGKILLed while search trials log epochs, down for OUTAGE_S, restarted on the same
+    port and database: the study waits it out and finishes; every trial has one run, one point per epoch."""
+    study = tmp_path / "outage.py"
+    study.write_text(SCRATCH_STUDY.format(name="outage", trials=TRIALS, epochs=EPOCHS))
+    store, log = tmp_path / "store", tmp_path / "driver.log"
+    t0 = time.monotonic()
+    mlflow_server.start()
+    c = T.client(mlflow_server.url)
+    runs = _counter(c, "outage")
+    proc = _cli(study, mlflow_server.url, store, log)
+    _wait(proc, log, lambda: runs("finished") >= 1 and runs("running") >= 1, "a trial finished beside a running one", 600)
+    mlflow_server.kill()
+    t_down = time.monotonic()
+    time.sleep(OUTAGE_S)  # the outage itself
+    mlflow_server.start()
+    print(f"server down for {time.monotonic() - t_down:.0f} s")
+    rc = _ended(proc, log, 600, "after the server came back")
+    print(f"study: {time.monotonic() - t0:.0f} s")
+    assert rc == 0, log.read_text()[-4000:]
+    _assert_every_trial_once(c, store, "outage")
+
+
+@pytest.mark.slow
+def test_a_tracking_server_down_past_the_bound_stops_the_study_and_resume_finishes_it(
+        tmp_path, mlflow_server, monkeypatch):
+    """Down for longer than the bound (``MLPTL_TRACKING_OUTAGE_S``, here 5 s): the study stops as interrupted,
+    exit 143, naming the server and the resume command; with the server back, ``--resume`` finishes it with
+    every trial, run and epoch exactly once."""
+    monkeypatch.setenv(T.OUTAGE_ENV, "5")  # the study's processes inherit it (_cli copies the environment)
+    study = tmp_path / "down.py"
+    study.write_text(SCRATCH_STUDY.format(name="down", trials=TRIALS, epochs=EPOCHS))
+    store, log = tmp_path / "store", tmp_path / "driver.log"
+    mlflow_server.start()
+    c = T.client(mlflow_server.url)
+    runs = _counter(c, "down")
+    proc = _cli(study, mlflow_server.url, store, log)
+    _wait(proc, log, lambda: runs("finished") >= 1 and runs("running") >= 1, "a trial finished beside a running one", 600)
+    mlflow_server.kill()
+    t_down = time.monotonic()
+    rc = _ended(proc, log, 300, "with its tracking server down past the bound")
+    print(f"the study stopped {time.monotonic() - t_down:.0f} s after the server died")
+    out = log.read_text()
+    assert rc == 143, f"exit {rc}, expected the interrupted exit (143):\n" + out[-4000:]
+    assert f"the tracking server at {mlflow_server.url} is unreachable" in out and "--resume" in out, out[-3000:]
+
+    mlflow_server.start()
+    log2 = tmp_path / "resume.log"
+    rc = _ended(_cli(study, mlflow_server.url, store, log2, "--resume"), log2, 600, "on --resume")
+    assert rc == 0, log2.read_text()[-4000:]
+    _assert_every_trial_once(c, store, "down", retried=True)
 
 
 # ---------------------------------------------------------------- a trial's process killed on a live node
