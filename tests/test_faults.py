@@ -316,13 +316,23 @@ def test_an_answer_cut_off_by_a_dying_server_is_waited_out_like_a_refused_connec
     assert len([r for r in caplog.records if "retrying in" in r.message]) >= 3
 
 
-def _counter(c, name: str):
-    """How many of the study's trial runs have a given mlptl status now."""
+def _server_study_midway(tmp_path: Path, mlflow_server, name: str):
+    """The scratch study logging to a fresh tracking server, returned once one of its search trials has
+    finished while another runs: (study file, store, driver log, client, driver process)."""
+    study = tmp_path / f"{name}.py"
+    study.write_text(SCRATCH_STUDY.format(name=name, trials=TRIALS, epochs=EPOCHS))
+    store, log = tmp_path / "store", tmp_path / "driver.log"
+    mlflow_server.start()
+    c = T.client(mlflow_server.url)
+
     def runs(status: str) -> int:
         exp = c.get_experiment_by_name(name)
         return len(c.search_runs([exp.experiment_id], filter_string=(
             f"tags.`{T.TAG_ROLE}` = 'trial' and tags.`{T.TAG_STATUS}` = '{status}'"))) if exp else 0
-    return runs
+
+    proc = _cli(study, mlflow_server.url, store, log)
+    _wait(proc, log, lambda: runs("finished") >= 1 and runs("running") >= 1, "a trial finished beside a running one", 600)
+    return study, store, log, c, proc
 
 
 def _assert_every_trial_once(c, store: Path, name: str, *, retried: bool = False) -> None:
@@ -368,15 +378,8 @@ def _ended(proc: subprocess.Popen, log: Path, timeout: float, what: str) -> int:
 def test_the_tracking_server_stopped_and_restarted_mid_study_loses_and_duplicates_nothing(tmp_path, mlflow_server):
     """The tracking server SIGKILLed while search trials log epochs, down for OUTAGE_S, restarted on the same
     port and database: the study waits it out and finishes; every trial has one run, one point per epoch."""
-    study = tmp_path / "outage.py"
-    study.write_text(SCRATCH_STUDY.format(name="outage", trials=TRIALS, epochs=EPOCHS))
-    store, log = tmp_path / "store", tmp_path / "driver.log"
     t0 = time.monotonic()
-    mlflow_server.start()
-    c = T.client(mlflow_server.url)
-    runs = _counter(c, "outage")
-    proc = _cli(study, mlflow_server.url, store, log)
-    _wait(proc, log, lambda: runs("finished") >= 1 and runs("running") >= 1, "a trial finished beside a running one", 600)
+    _, store, log, c, proc = _server_study_midway(tmp_path, mlflow_server, "outage")
     mlflow_server.kill()
     t_down = time.monotonic()
     time.sleep(OUTAGE_S)  # the outage itself
@@ -395,14 +398,7 @@ def test_a_tracking_server_down_past_the_bound_stops_the_study_and_resume_finish
     exit 143, naming the server and the resume command; with the server back, ``--resume`` finishes it with
     every trial, run and epoch exactly once."""
     monkeypatch.setenv(T.OUTAGE_ENV, "5")  # the study's processes inherit it (_cli copies the environment)
-    study = tmp_path / "down.py"
-    study.write_text(SCRATCH_STUDY.format(name="down", trials=TRIALS, epochs=EPOCHS))
-    store, log = tmp_path / "store", tmp_path / "driver.log"
-    mlflow_server.start()
-    c = T.client(mlflow_server.url)
-    runs = _counter(c, "down")
-    proc = _cli(study, mlflow_server.url, store, log)
-    _wait(proc, log, lambda: runs("finished") >= 1 and runs("running") >= 1, "a trial finished beside a running one", 600)
+    study, store, log, c, proc = _server_study_midway(tmp_path, mlflow_server, "down")
     mlflow_server.kill()
     t_down = time.monotonic()
     rc = _ended(proc, log, 300, "with its tracking server down past the bound")
