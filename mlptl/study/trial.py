@@ -90,10 +90,13 @@ def run_trial(config: dict[str, Any]) -> None:
     t0 = time.monotonic()
     job = TrialJob.from_dict(config["job"])
     c = T.client(job.tracking_uri)
-    done = finished_run(c, job)
+    try:
+        done = finished_run(c, job)
+        over = timed_out_run(c, job) if done is None else None
+    except T.TrackingUnavailable as e:  # a trial started while the server is down: stopped, not failed
+        return _stopped(job, None, None, None, str(e))
     if done is not None:
         return _report_recorded(job, done)
-    over = timed_out_run(c, job)
     if over is not None:
         return _report_failed(job, over.data.tags.get(T.TAG_REASON, "time limit exceeded"))
     limit = _Limit()
@@ -135,7 +138,10 @@ def _attempt(job: TrialJob, c, limit: _Limit, t0: float, cpu0: float) -> None:
     register_shipped(job.references)
     torch.set_num_threads(max(1, int(job.cpus)))
     job.run_dir.mkdir(parents=True, exist_ok=True)
-    run_id, reused = open_run(c, job)
+    try:
+        run_id, reused = open_run(c, job)
+    except T.TrackingUnavailable as e:
+        return _stopped(job, None, None, limit, str(e))
     try:
         if reuse_search_trial(job.reuse_run_dir, job.run_dir):
             c.set_tag(run_id, T.TAG_REUSED_FROM, job.reuse_run_dir.rstrip("/").rsplit("/", 1)[-1])
@@ -165,13 +171,15 @@ def _attempt(job: TrialJob, c, limit: _Limit, t0: float, cpu0: float) -> None:
         t_record = time.monotonic()
         try:
             record_finished(c, run_id, result, {**metrics, **timing}, job.run_dir / "evaluation")
+            timing[M.TIME_RECORD] = time.monotonic() - t_record
+            T.log_metrics(c, run_id, {M.TIME_RECORD: timing[M.TIME_RECORD]})
+        except T.TrackingUnavailable as e:  # the resume records the trained trial again (its checkpoint is kept)
+            return _stopped(job, None, run_id, None, str(e))  # inside this section already
         except Exception as e:
             full = no_space(e)
             if full is None:
                 raise
             return _stopped(job, c, run_id, None, _disk_full(job, full))  # inside this section already
-        timing[M.TIME_RECORD] = time.monotonic() - t_record
-        T.log_metrics(c, run_id, {M.TIME_RECORD: timing[M.TIME_RECORD]})
         metrics.update(timing)
         final = {**result.history[-1], **{k: v for k, v in metrics.items() if isinstance(v, int | float)}}
         from ray import tune
@@ -184,7 +192,7 @@ def _disk_full(job: TrialJob, why: str) -> str:
     return f"the disk under {job.run_dir.parent} is full ({why}): free space there"
 
 
-def _stopped(job: TrialJob, c, run_id: str, limit: _Limit | None, reason: str) -> None:
+def _stopped(job: TrialJob, c, run_id: str | None, limit: _Limit | None, reason: str) -> None:
     """A trial stopped by its surroundings (:data:`RESULT_STOPPED`): recorded as interrupted, not failed,
     where MLflow can be reached (``c``), and reported as such, so that the driver stops the study and
     ``--resume`` continues the trial from its last checkpoint (every file it wrote is whole: :mod:`mlptl.fsutil`)."""
