@@ -147,7 +147,15 @@ def _attempt(job: TrialJob, c, limit: _Limit, t0: float, cpu0: float) -> None:
             c.set_tag(run_id, T.TAG_REUSED_FROM, job.reuse_run_dir.rstrip("/").rsplit("/", 1)[-1])
         restore_ray_checkpoint(job.run_dir)
         timing = {M.TIME_STARTUP: time.monotonic() - t0}
-        result, metrics = _train_and_evaluate(job, _epoch_reporter(job, c, run_id, reused, limit), timing)
+        on_epoch = _epoch_reporter(job, c, run_id, reused, limit)
+        result, metrics = _train_and_evaluate(job, on_epoch, timing)
+        if reused:
+            # Epochs an earlier attempt trained and kept (its checkpoint) but could not log, e.g. a tracking
+            # outage stopped it right there: training went on after them, so they are logged now, once.
+            with limit.section():
+                for row in result.history:
+                    if int(row[M.EPOCH]) not in on_epoch.logged:
+                        T.log_metrics(c, run_id, row, step=int(row[M.EPOCH]))
     except TrialTimeLimit:
         raise
     except T.TrackingUnavailable as e:  # nothing can be recorded in MLflow; the resume reconciles the run
@@ -239,6 +247,7 @@ def _epoch_reporter(job: TrialJob, c, run_id: str, reused: bool, limit: _Limit):
                 tune.report({**report.metrics, RESULT_KEY: job.trial_key}, checkpoint=checkpoint)
         return False
 
+    on_epoch.logged = logged  # what is in MLflow now: the attempt logs what training kept but this never saw
     return on_epoch
 
 
