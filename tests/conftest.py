@@ -10,7 +10,6 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-
 @pytest.fixture(scope="session")
 def mlearn_dir() -> Path:
     """The read-only mlearn DFT data (never copied into the repo); tests using it skip without it."""
@@ -47,7 +46,25 @@ def e2e_study(tmp_path_factory):
 
     study = tiny_study(tmp_path_factory.mktemp("e2e"), name="e2e", trials=4, epochs=4, search=E2E_SEARCH)
     # the search's MD check on: every finished search trial runs 40 MD steps, the report shows the constraint
-    return run(replace(study, search_stability=SearchStability(steps=40)))
+    result = run(replace(study, search_stability=SearchStability(steps=40)))
+    _shutdown_ray()  # run() leaves its local Ray up (a notebook's next study reuses it); a test must not
+    return result
+
+
+def _shutdown_ray() -> None:
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_ray_left_by_a_module():
+    """A file's tests may share the local Ray one of them started in this process; the next file starts
+    without it (tests check that bad input is refused before Ray starts)."""
+    yield
+    _shutdown_ray()
 
 
 def free_port() -> int:

@@ -110,13 +110,16 @@ def _warm_reference_rdf(cache: Path, name: str = "sw-hangs") -> None:
     """The search MD check's reference RDF, cached as an earlier study would have left it, so that a trial
     spends its seconds on training, not on 1000 steps of reference MD. The trials still build the
     reference (its fingerprint is part of the cache key): that is where one of them hangs."""
-    from mlptl.data.references import get_reference, register_reference
+    from mlptl.data.references import _REGISTRY, get_reference, register_reference
     from mlptl.evaluate.reference_rdf import reference_rdf
     from mlptl.evaluate.stability_config import StabilityConfig
 
     register_reference(dataclasses.replace(get_reference("Ge", "sw"), name=name), replace=True)
-    cfg = StabilityConfig(temperatures=(300.0,), replicas=1, steps=10, reference_steps=1000)  # as md_check builds it
-    reference_rdf("Ge", [300.0], cfg, reference=name, cache_dir=cache)
+    try:
+        cfg = StabilityConfig(temperatures=(300.0,), replicas=1, steps=10, reference_steps=1000)  # as md_check builds it
+        reference_rdf("Ge", [300.0], cfg, reference=name, cache_dir=cache)
+    finally:  # the test process's references as they were: tests/test_chemistry.py lists the registered ones
+        _REGISTRY.pop(("Ge", name), None)
 
 
 def _trial_runs(c, exp_id: str):

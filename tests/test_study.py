@@ -154,15 +154,6 @@ def test_study_end_to_end_with_pruning_and_failing_trials(e2e_study):
     assert result.counts["failed"] == 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _shutdown_ray():
-    yield
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-
-
 def test_study_file_loads_and_overrides(tmp_path):
     import argparse
 
