@@ -35,6 +35,7 @@ ANALYSES = {
     "md_speed": "test_md_speed",
     "mlearn_learning_curve": "test_mlearn_learning_curve",
     "pairs_learning_curve": "test_pairs_learning_curve",
+    "process_cpu": "test_process_cpu",
     "pruners": "test_pruners",
     "study_costs": "test_study_costs",
     "sw_learning_curve": "test_sw_learning_curve",
@@ -372,6 +373,19 @@ def test_utilisation(bench):
     res = committed("utilisation.json")
     assert (r(100 * res["search_trials_only"]["utilisation"], 1), r(100 * res["search_all_trials"]["utilisation"], 1),
             r(100 * res["whole_study"]["utilisation"], 1)) == (89.1, 90.2, 47.7)
+
+
+def test_process_cpu(bench, tmp_path):
+    """The sampler adds a command's CPU to the command and its child's to the child's kind; the exit code
+    passes through. Each process burns about 1 s of CPU; a sampler that missed either could not reach 0.5 s."""
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass\n"
+    child = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {burn!r}])\n{burn}raise SystemExit(3)\n"
+    out = tmp_path / "cpu.json"
+    assert bench["process_cpu"].main(["--out", str(out), "--interval", "0.1", "--", sys.executable, "-c", child]) == 3
+    res = json.loads(out.read_text())
+    assert res["returncode"] == 3 and res["wall_s"] >= 2.0
+    assert res["cpu_s_by_kind"]["driver (the command)"] >= 0.5
+    assert res["cpu_s_by_kind"][f"other: {Path(sys.executable).name}"] >= 0.5
 
 
 # ---------------------------------------------------------------- the other benchmarks
