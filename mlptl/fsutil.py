@@ -14,7 +14,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_copy", "cache_dir", "expand_path", "no_space", "CACHE_ENV"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_copy", "cache_dir", "expand_path", "no_space", "CACHE_ENV",
+           "fetch_shared", "share"]
 
 #: The one environment variable for caches: ``$MLPTL_CACHE/<kind>`` (default ``~/.cache/mlptl/<kind>``).
 CACHE_ENV = "MLPTL_CACHE"
@@ -77,3 +78,37 @@ def cache_dir(kind: str) -> Path:
     env = os.environ.get(CACHE_ENV)
     root = expand_path(env) if env else Path.home() / ".cache" / "mlptl"
     return root / kind
+
+
+def _shared(path: Path, kind: str) -> Path | None:
+    shared = cache_dir(kind) / path.name
+    return None if shared.resolve() == path.resolve() else shared
+
+
+def fetch_shared(path: str | Path, kind: str) -> bool:
+    """Whether ``path``, a file of a store's own cache named by its spec's hash, exists, after copying it
+    from the user cache of ``kind`` if only that has it. Stores hold what their studies used, and the user
+    cache lets a second store (a new study, a test) reuse what the first one made."""
+    path = Path(path)
+    if path.is_file():
+        return True
+    shared = _shared(path, kind)
+    if shared is None or not shared.is_file():
+        return False
+    atomic_copy(shared, path)
+    return True
+
+
+def share(path: str | Path, kind: str) -> None:
+    """Copy ``path``, just made in a store's cache, into the user cache of ``kind``; a user cache that cannot
+    be written (read-only, full) costs only the sharing."""
+    import logging
+
+    path = Path(path)
+    shared = _shared(path, kind)
+    if shared is None or shared.is_file():
+        return
+    try:
+        atomic_copy(path, shared)
+    except OSError as e:
+        logging.getLogger(__name__).warning("cannot share %s in the cache %s: %s", path.name, shared.parent, e)

@@ -10,6 +10,24 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_user_cache_per_session(tmp_path_factory):
+    """mlptl's user cache (``$MLPTL_CACHE``) is the session's own, for this process and every process a test
+    starts: the suite never reads or fills the caller's ``~/.cache/mlptl``, and its studies, each in a store
+    of its own, label a data set or compute a reference RDF once per session, as a user's studies do once
+    per machine (a test that needs an empty cache sets its own)."""
+    from mlptl.fsutil import CACHE_ENV
+
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("user-cache"))
+    yield
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
+
+
 @pytest.fixture(scope="session")
 def mlearn_dir() -> Path:
     """The read-only mlearn DFT data (never copied into the repo); tests using it skip without it."""

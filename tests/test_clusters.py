@@ -919,8 +919,9 @@ STUDY = Study(
     seeds=(0,),
     max_epochs=1,
     pruner=PrunerSpec(kind="none"),
-    evaluation=EvaluationSpec(stability_temperatures=(300.0,), stability_steps=20, reference_steps=200,
-                              properties=False),
+    # 4 fs steps: 125 of equilibration, so that 130 steps sample an RDF and the reference RDF is computed
+    evaluation=EvaluationSpec(stability_temperatures=(300.0,), stability_steps=130, stability_timestep_fs=4.0,
+                              reference_steps=200, properties=False),
     resources=Resources(cpus_per_trial=1, max_failures=0),
     val_size=4,
     test_size=4,
@@ -943,6 +944,7 @@ def _own_reference_ok(store: Path, name: str, tracking_uri: str) -> None:
     # the workers built the study's reference: data labelled by it, the stability RDF computed with it
     assert all("stability_stable_fraction" in r.data.metrics for r in final)
     assert any("Sn-sw-tin" in p.name for p in (store / "data").glob("*.extxyz"))
+    assert list((store / "cache").glob("rdf-Sn-sw-tin-300K-*.json"))
     assert len([m for m in c.search_registered_models() if m.name.startswith(f"{name}-")]) == 2
 
 

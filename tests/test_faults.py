@@ -71,7 +71,8 @@ STUDY = Study(
     target_reference="sw-hangs",
     train_sizes=(4,),
     search=SearchSpace(lr=(3e-3, 1e-2)),
-    search_stability=SearchStability(steps=10, temperature=300.0),
+    search_stability=SearchStability(steps=500, temperature=300.0),  # long enough to sample an RDF: the check
+    # then builds the reference, to compare with its RDF, in the trial
     trials_per_cell=3,
     seeds=(0,),
     max_epochs=1,
@@ -116,7 +117,7 @@ def _warm_reference_rdf(cache: Path, name: str = "sw-hangs") -> None:
 
     register_reference(dataclasses.replace(get_reference("Ge", "sw"), name=name), replace=True)
     try:
-        cfg = StabilityConfig(temperatures=(300.0,), replicas=1, steps=10, reference_steps=1000)  # as md_check builds it
+        cfg = StabilityConfig(temperatures=(300.0,), replicas=1, steps=500, reference_steps=1000)  # as md_check builds it
         reference_rdf("Ge", [300.0], cfg, reference=name, cache_dir=cache)
     finally:  # the test process's references as they were: tests/test_chemistry.py lists the registered ones
         _REGISTRY.pop(("Ge", name), None)
@@ -465,7 +466,8 @@ STUDY = Study(
     target_reference="sw-kills",
     train_sizes=(4,),
     search=SearchSpace(lr=(3e-3, 1e-2)),
-    search_stability=SearchStability(steps=10, temperature=300.0),
+    search_stability=SearchStability(steps=500, temperature=300.0),  # long enough to sample an RDF: the check
+    # then builds the reference, to compare with its RDF, in the trial
     trials_per_cell=2,
     seeds=(0,),
     max_epochs=2,

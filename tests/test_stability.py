@@ -238,6 +238,27 @@ def test_rdf_matches_ase():
         rdf([], 5.0, 50)
 
 
+def test_runs_that_end_within_their_equilibration_need_no_reference_rdf(tmp_path, monkeypatch):
+    """A run samples RDF frames from the first checked step past the equilibration; one that ends before it has
+    no RDF to compare, so no reference MD is run for it, and the result says the criterion was off."""
+    config = StabilityConfig(temperatures=(300.0,), replicas=1, steps=40)  # 500 steps of equilibration at 1 fs
+    assert config.equilibration_steps == 500 and not config.samples_rdf
+    assert replace(config, steps=500).samples_rdf and not replace(config, steps=499).samples_rdf
+    assert not replace(config, steps=509, rdf_equilibration=0.505).samples_rdf  # checked every 10: first at 510
+    assert replace(config, steps=510, rdf_equilibration=0.505).samples_rdf
+
+    def no_reference_md(*args, **kwargs):
+        pytest.fail("a reference RDF was computed for runs that sample no RDF")
+
+    monkeypatch.setattr("mlptl.evaluate.stability.compute_reference_rdf", no_reference_md)
+    res = run_stability(sw_si, "Si", replace(config, supercell=1), reference="sw", progress=False,
+                        cache_dir=tmp_path)
+    assert res.stable_fraction == 1.0 and res.thresholds["rdf_threshold"] is None
+    assert res.notes == ("rdf criterion off: runs of 40 steps end within their 500 steps of equilibration, "
+                         "before any RDF frame",)
+    assert not list(tmp_path.iterdir())
+
+
 def test_reference_rdf_is_cached_on_disk(tmp_path):
     config = replace(TINY, temperatures=(300.0,), reference_steps=20, rdf_equilibration=0.01)
     first = reference_rdf("Si", [300.0], config, reference="sw", cache_dir=tmp_path)

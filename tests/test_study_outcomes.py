@@ -124,8 +124,8 @@ def test_bad_input_found_inside_a_ray_task_is_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_a_non_sw_pair_runs_end_to_end(tmp_path):
-    """Ni -> Cu on EMT (fcc metals) in smoke mode: data, pretraining, search, replicates, MD with the EMT Cu
-    reference RDF, registry and report, as a user runs studies/ni_to_cu.py."""
+    """Ni -> Cu on EMT (fcc metals) in smoke mode: data, pretraining, search, replicates, MD stability from
+    the EMT Cu crystal, registry and report, as a user runs studies/ni_to_cu.py."""
     repo = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
         [sys.executable, str(repo / "studies" / "ni_to_cu.py"), "--smoke", "--storage", str(tmp_path / "store")],

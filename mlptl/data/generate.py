@@ -40,7 +40,11 @@ __all__ = [
     "known_presets",
     "scaled_temperatures",
     "PRESET_MELTING_POINT",
+    "DATA_CACHE",
 ]
+
+#: The kind of cache (:func:`mlptl.fsutil.cache_dir`) that holds generated data sets.
+DATA_CACHE = "data"
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +344,7 @@ def generate(spec: GenerationSpec, cache_dir: str | Path | None = None, *, progr
 def cached_data_set(filename: str, what: str, make_frames, cache_dir: str | Path | None = None) -> Path:
     """``cache_dir/filename``, made by ``make_frames()`` and written atomically on first use (so a file under
     that name is always complete), found again thereafter; ``what`` says what is being made."""
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else fsutil.cache_dir("data")
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else fsutil.cache_dir(DATA_CACHE)
     path = cache / filename
     if path.is_file():
         log.info("using cached data set %s", path)

@@ -30,7 +30,7 @@ from mlptl.errors import InputError
 from mlptl.evaluate.md import make_dynamics, nearest_neighbour_distance, run_seed
 from mlptl.evaluate.rdf import partial_rdfs, rdf
 from mlptl.evaluate.stability_config import StabilityConfig, chemistry_of, stability_cell
-from mlptl.fsutil import atomic_write_text
+from mlptl.fsutil import atomic_write_text, fetch_shared, share
 from mlptl.fsutil import cache_dir as default_cache_dir
 
 __all__ = ["reference_rdf", "clear_memory_cache"]
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 #: Replica index of the reference runs: a seed stream disjoint from the stability runs', so a reference
 #: run is never the very trajectory it is compared with.
 _REFERENCE_REPLICA = 10**9
+#: The kind of cache (:func:`mlptl.fsutil.cache_dir`) that holds reference RDFs.
+RDF_CACHE = "rdf"
 _RDF_MEMORY: dict[str, tuple] = {}
 
 #: temperature -> (r, g), or for several elements (r, g, {"a-b": g_ab})
@@ -96,7 +98,7 @@ def reference_rdf(
     cell = stability_cell(element, reference, config, initial, compositions=compositions)
     fp = _fingerprint(calc_factory(), cell)
     grid = config.rdf_grid(nearest_neighbour_distance(cell))
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir("rdf")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(RDF_CACHE)
     out: Curves = {}
     for t in temperatures:
         key_src = {
@@ -112,7 +114,7 @@ def reference_rdf(
             out[t] = _RDF_MEMORY[key]
             continue
         path = cache / f"rdf-{element}-{reference}-{t:g}K-{key}.json"
-        if path.is_file():
+        if _fetch(path):
             try:
                 d = json.loads(path.read_text())
                 curve = (np.asarray(d["r"]), np.asarray(d["g"]))
@@ -134,7 +136,17 @@ def reference_rdf(
             atomic_write_text(path, json.dumps(doc))
         except OSError as e:  # a read-only cache must not break an evaluation
             log.warning("cannot cache reference RDF in %s: %s", cache, e)
+        else:
+            share(path, RDF_CACHE)  # a given cache_dir (a study store's) is shared through the user cache
     return out
+
+
+def _fetch(path: Path) -> bool:
+    try:
+        return fetch_shared(path, RDF_CACHE)
+    except OSError as e:  # as for writing: a cache that cannot be filled is computed past
+        log.warning("cannot copy the shared reference RDF to %s: %s", path, e)
+        return False
 
 
 def _cell_digest(cell: Atoms) -> str:

@@ -236,6 +236,10 @@ def run_stability(
         if reference is None:
             notes.append("rdf criterion off: no reference potential and no reference RDF given")
             log.warning("%s: %s", element, notes[-1])
+        elif not config.samples_rdf:
+            notes.append(f"rdf criterion off: runs of {config.steps} steps end within their "
+                         f"{config.equilibration_steps} steps of equilibration, before any RDF frame")
+            log.info("%s: %s", element, notes[-1])
         else:
             reference_rdf = compute_reference_rdf(element, config.temperatures, config, reference=reference,
                                                   initial=initial, cache_dir=cache_dir, progress=progress,

@@ -103,6 +103,13 @@ class StabilityConfig:
         return round(self.rdf_equilibration * 1000.0 / self.timestep_fs)
 
     @property
+    def samples_rdf(self) -> bool:
+        """Whether a run reaches a checked step past the equilibration, where RDF frames are sampled; a
+        shorter run has no mean RDF and nothing to compare with a reference RDF, which then needs no MD."""
+        first = -(-self.equilibration_steps // self.check_every) * self.check_every  # observers see step 0 too
+        return first <= self.steps
+
+    @property
     def rdf_steps(self) -> int:
         """The steps a run needs before the ``rdf`` criterion is first checked: equilibration, then one window."""
         return self.equilibration_steps + self.window_frames * self.check_every

@@ -52,7 +52,7 @@ class Inputs:
                 self._sources[src] = run_task(pretrain, s, run.storage, src, num_cpus=cpus, num_gpus=gpus, references=refs)
                 run.progress.input(f"{src} model", "starting")
         reference, cfg = s.reference_for_target(), s.evaluation.stability()
-        if cfg is not None and reference is not None:
+        if cfg is not None and reference is not None and cfg.samples_rdf:  # else no run has an RDF to compare
             # The reference RDF (MD with the reference potential), cached, before any final trial needs it; for
             # several elements with partial RDFs, in the alloy the final evaluation starts from (the same
             # compositions: evaluate_model gets them from the study too).

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlptl.fsutil import expand_path
+from mlptl.fsutil import expand_path, fetch_shared, share
 from mlptl.study.spec import DataSource, StoreLayout, Study
 from mlptl.train.spec import METRICS_FILE, MODEL_FILE, TrainSpec
 
@@ -23,12 +23,17 @@ __all__ = ["resolve_data", "pretrain", "pretrain_key"]
 
 
 def resolve_data(source: DataSource, cache_dir: Path) -> Path:
+    """The data file of ``source``: a generated set is kept in ``cache_dir`` (the store's) and shared through
+    the user cache, so that the same spec is labelled once per machine, not once per store."""
     if source.generate is not None:
-        from mlptl.data.generate import generate
+        from mlptl.data.generate import DATA_CACHE, generate
         from mlptl.data.mixtures import MixtureSpec, generate_mixture
 
         make = generate_mixture if isinstance(source.generate, MixtureSpec) else generate
-        return make(source.generate, cache_dir, progress=False)
+        fetch_shared(cache_dir / source.generate.filename(), DATA_CACHE)
+        path = make(source.generate, cache_dir, progress=False)
+        share(path, DATA_CACHE)
+        return path
     return source.resolved_path()
 
 
