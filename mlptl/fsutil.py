@@ -8,6 +8,7 @@ directory, then ``os.replace``, which POSIX makes atomic), and every cache lives
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -16,6 +17,8 @@ from pathlib import Path
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_copy", "cache_dir", "expand_path", "no_space", "CACHE_ENV",
            "fetch_shared", "share"]
+
+log = logging.getLogger(__name__)
 
 #: The one environment variable for caches: ``$MLPTL_CACHE/<kind>`` (default ``~/.cache/mlptl/<kind>``).
 CACHE_ENV = "MLPTL_CACHE"
@@ -102,8 +105,6 @@ def fetch_shared(path: str | Path, kind: str) -> bool:
 def share(path: str | Path, kind: str) -> None:
     """Copy ``path``, just made in a store's cache, into the user cache of ``kind``; a user cache that cannot
     be written (read-only, full) costs only the sharing."""
-    import logging
-
     path = Path(path)
     shared = _shared(path, kind)
     if shared is None or shared.is_file():
@@ -111,4 +112,4 @@ def share(path: str | Path, kind: str) -> None:
     try:
         atomic_copy(path, shared)
     except OSError as e:
-        logging.getLogger(__name__).warning("cannot share %s in the cache %s: %s", path.name, shared.parent, e)
+        log.warning("cannot share %s in the cache %s: %s", path.name, shared.parent, e)

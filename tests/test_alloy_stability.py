@@ -144,7 +144,8 @@ def test_the_search_check_starts_from_the_alloy_the_final_evaluation_does(tmp_pa
     monkeypatch.setattr(full, "StabilityConfig", lambda **kw: StabilityConfig(
         **{**kw, "reference_steps": FAST.reference_steps, "rdf_equilibration": FAST.rdf_equilibration}))
     comps = ["Cu0.75Ni0.25"]
-    out = full.md_check("emt", "Cu-Ni", reference="emt", temperature=300.0, steps=30, cache_dir=tmp_path,
+    # 60 steps: past these tests' 50 of equilibration, so the run samples an RDF and needs the reference's
+    out = full.md_check("emt", "Cu-Ni", reference="emt", temperature=300.0, steps=60, cache_dir=tmp_path,
                         compositions=comps)
     assert out[M.SEARCH_MD_STABLE] == 1.0
     (cached,) = tmp_path.glob("rdf-Cu-Ni-emt-300K-*.json")
