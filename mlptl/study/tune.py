@@ -162,10 +162,36 @@ def error_reason(trial) -> str:
     return lines[-1][:1000] if lines else UNKNOWN_ERROR
 
 
+#: Ray Tune's logger of its experiment-state snapshots (``ray/tune/execution/experiment_state.py``).
+_EXPERIMENT_STATE_LOGGER = "ray.tune.execution.experiment_state"
+
+
+class _RenamedTempFile(logging.Filter):
+    """Ray Tune copies its experiment state to the storage in a background thread while its next snapshot
+    writes a temporary file and renames it; a copy that listed the temporary file then misses it, and Ray
+    logs that with a traceback (seen on a bad input found in phase 1: the user's one line came after a Ray
+    traceback). The next snapshot is copied again, and mlptl resumes from its own stores, never from that
+    state, so the record becomes one debug line; any other failure to save it is logged as Ray logs it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, FileNotFoundError) and "-tmp-" in str(exc):
+            log.debug("Ray Tune's experiment-state copy missed a temporary file renamed meanwhile: %s", exc)
+            return False
+        return True
+
+
+def _quiet_experiment_state_race() -> None:
+    logger = logging.getLogger(_EXPERIMENT_STATE_LOGGER)
+    if not any(isinstance(f, _RenamedTempFile) for f in logger.filters):
+        logger.addFilter(_RenamedTempFile())
+
+
 def make_tuner(study: Study, storage: Path, name: str, param_space, tune_config, callbacks):
     # Every trial checkpoints each epoch and keeps one: Ray then snapshots its state often and says so
     # at every epoch; the snapshot is cheap on local storage, the warning is noise.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    _quiet_experiment_state_race()
     from ray import tune
 
     from mlptl.study.trial import run_trial
