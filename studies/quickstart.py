@@ -3,7 +3,9 @@
 Two Ge training sizes, scratch against transfer, the learning rate (and, for transfer, the freeze depth)
 searched by Optuna with median pruning, the best of each cell re-trained as five replicates (each on its own
 draw of the Ge training frames) and checked for MD stability; the report says how much Ge data transfer
-saves. Measured on 2 CPU cores (2026-12-06): 185 s (3.1 min) alone on the machine (bench/utilisation.py),
+saves. Measured on 2 CPU cores (2026-12-06): 185 s (3.1 min) alone on the machine (bench/utilisation.py;
+201 s against 235 s before it stopped computing a reference RDF its 200-step runs cannot use, measured
+back to back later that day: bench/README.md),
 414 s (6.9 min) in a fresh clone and venv beside a running test suite (16 search trials, 2 pruned, 20 final
 re-trainings; its report: transfer at 4 Ge frames 0.52x scratch's force error [0.35, 0.78], savings factor
 4.2 [3, 10]). The install before it took 79 s with pip's cache warm, 6.5 min on a fresh machine (2026-11-25).
