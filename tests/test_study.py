@@ -309,11 +309,13 @@ def _fit_trial(tmp_path, uri: str, exp: str, study: str, data: str):
     from mlptl.study.tune import init_ray
     from mlptl.train import TrainSpec
 
+    c = T.client(uri)
+    parent = c.create_run(exp, tags={T.TAG_ROLE: "study", T.TAG_STATUS: "running"}).info.run_id  # the study's run
     job = TrialJob(
         study=study, trial_key=KEY, cell="scratch-n4", phase="search", replicate=0,
         train=TrainSpec(element="Ge", data=data, out=str(tmp_path / "run"), init="scratch", train_size=4, lr=1e-3,
                         seed=0, subset_seed=0, max_epochs=3, val_size=2, test_size=2, split_seed=0, model="tiny"),
-        tracking_uri=uri, experiment_id=exp, parent_run_id="none",
+        tracking_uri=uri, experiment_id=exp, parent_run_id=parent,
     )
     init_ray()  # as a study does (a stale `ray start` record on the machine must not make ray.init wait)
     results = tune.Tuner(
@@ -407,3 +409,21 @@ def test_a_staged_checkpoint_holds_the_epoch_and_is_removed_after_its_report(tmp
     assert not stage.exists()
     assert (run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).read_bytes() == LAST_CHECKPOINT.encode()  # the trial's own files stay
     assert not list(run_dir.glob(f"{STAGE_PREFIX}*"))
+
+
+def test_a_trial_that_starts_as_the_study_is_interrupted_finds_it_marked(tmp_path):
+    """The driver marks the study interrupted, then sweeps the trial runs tagged running; a trial that tagged
+    its run after the sweep (CI, 2026-12-06: created 15 ms after SIGINT) asks the study's run and stops."""
+    from types import SimpleNamespace
+
+    from mlptl.study.trial_runs import study_interrupted
+
+    c = T.client(T.default_tracking_uri(tmp_path / "store"))
+    exp = T.ensure_experiment(c, "s", tmp_path / "store" / "artifacts")
+    parent = c.create_run(exp, tags={T.TAG_ROLE: "study", T.TAG_STATUS: "running"}).info.run_id
+    job = SimpleNamespace(parent_run_id=parent)
+    assert not study_interrupted(c, job)
+    c.set_tag(parent, T.TAG_STATUS, "interrupted")
+    assert study_interrupted(c, job)
+    c.set_tag(parent, T.TAG_STATUS, "running")  # --resume marks it running before any trial starts
+    assert not study_interrupted(c, job)

@@ -355,7 +355,8 @@ def _register(run: _Run) -> dict[str, str]:
 
 
 def _mark_interrupted(run: _Run, e: Interrupted, resume_command: str | None) -> None:
-    """Record where the study stopped; trials it left running are reconciled by the resume."""
+    """Record where the study stopped: the study first, then its trial runs tagged running (a trial that
+    starts meanwhile finds the study marked: :func:`~mlptl.study.trial_runs.study_interrupted`)."""
     c = run.client
     c.set_tag(run.parent_id, T.TAG_STATUS, "interrupted")
     if resume_command:

@@ -27,7 +27,14 @@ from mlptl import tracking as T
 from mlptl.fsutil import no_space
 from mlptl.study.checkpoints import restore_ray_checkpoint, reuse_search_trial, staged_checkpoint
 from mlptl.study.job import TrialJob
-from mlptl.study.trial_runs import finished_run, open_run, record_finished, record_time_limit, timed_out_run
+from mlptl.study.trial_runs import (
+    finished_run,
+    open_run,
+    record_finished,
+    record_time_limit,
+    study_interrupted,
+    timed_out_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +147,11 @@ def _attempt(job: TrialJob, c, limit: _Limit, t0: float, cpu0: float) -> None:
     job.run_dir.mkdir(parents=True, exist_ok=True)
     try:
         run_id, reused = open_run(c, job)
+        stopping = study_interrupted(c, job)
     except T.TrackingUnavailable as e:
         return _stopped(job, None, None, limit, str(e))
+    if stopping:  # the driver stopped the study while this attempt started (a signal): nothing to train
+        return _stopped(job, c, run_id, limit, "the study was interrupted as this trial started")
     try:
         if reuse_search_trial(job.reuse_run_dir, job.run_dir):
             c.set_tag(run_id, T.TAG_REUSED_FROM, job.reuse_run_dir.rstrip("/").rsplit("/", 1)[-1])

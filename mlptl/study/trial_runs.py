@@ -10,7 +10,8 @@ from mlptl import tracking as T
 from mlptl.study.job import TrialJob
 from mlptl.train.spec import HISTORY_FILE, METRICS_FILE, TrainResult
 
-__all__ = ["finished_run", "timed_out_run", "record_time_limit", "time_limit_reason", "open_run", "record_finished"]
+__all__ = ["finished_run", "timed_out_run", "record_time_limit", "time_limit_reason", "open_run", "record_finished",
+           "study_interrupted"]
 
 
 def finished_run(c, job: TrialJob):
@@ -82,6 +83,13 @@ def open_run(c, job: TrialJob) -> tuple[str, bool]:
     _tag_attempt(c, run_id)
     T.log_params(c, run_id, job.mlflow_params())
     return run_id, reused
+
+
+def study_interrupted(c, job: TrialJob) -> bool:
+    """Whether the driver has marked the study interrupted. Asked after :func:`open_run`: the driver marks
+    the study first and then every trial run tagged running, so an attempt that tagged its run after that
+    sweep finds the study marked here and records itself interrupted, and none is left running."""
+    return c.get_run(job.parent_run_id).data.tags.get(T.TAG_STATUS) == "interrupted"
 
 
 def record_finished(c, run_id: str, result: TrainResult, metrics: dict[str, Any], evaluation_dir: Path) -> None:
