@@ -131,8 +131,8 @@ def test_ray_tunes_copy_of_a_renamed_temporary_file_is_no_traceback(caplog):
 
     _quiet_experiment_state_race()
     ray_log = logging.getLogger(_EXPERIMENT_STATE_LOGGER)
-    race = FileNotFoundError(2, "Failed to open local file '/tmp/ray/s/driver_artifacts/.8ec3-tmp-search_gen_state-x.json'")
-    other = FileNotFoundError(2, "Failed to open local file '/store/ray/study-search/experiment_state-x.json'")
+    race = FileNotFoundError(2, "Failed to open local file 'ray-session/driver_artifacts/.8ec3-tmp-search_gen_state-x.json'")
+    other = FileNotFoundError(2, "Failed to open local file 'store/ray/study-search/experiment_state-x.json'")
     with caplog.at_level(logging.DEBUG, logger="mlptl.study.tune"):
         for exc in (race, other):
             try:
