@@ -205,7 +205,7 @@ def test_a_hung_trial_fails_at_its_time_limit_and_the_study_goes_on(tmp_path: Pa
 
 
 # ---------------------------------------------------------------- the tracking server stopped mid-study
-OUTAGE_S = 20  # how long the tracking server stays down: a restart, well inside the tracking layer's bound
+OUTAGE_S = 10  # how long the tracking server stays down: a restart, well inside the tracking layer's bound
 EPOCHS, TRIALS = 3, 3
 
 

@@ -1,18 +1,34 @@
-"""Models: Allegro specs and presets, transfer between elements, freezing, and calculators."""
+"""Models: Allegro specs and presets, transfer between elements, freezing, and calculators.
 
-from mlptl.model.calculator import load_calculator, nequip_calculator
-from mlptl.model.spec import MODEL_PRESETS, ModelSpec, max_freeze_depth, model_preset
-from mlptl.model.transfer import SourceModel, copy_source_weights, freeze, load_source
+The names below load their module on first use (PEP 562): a study's driver and the ``mlptl`` command
+read model specs without importing torch, which only the processes that train or evaluate need."""
 
-__all__ = [
-    "MODEL_PRESETS",
-    "ModelSpec",
-    "SourceModel",
-    "copy_source_weights",
-    "freeze",
-    "load_calculator",
-    "load_source",
-    "max_freeze_depth",
-    "model_preset",
-    "nequip_calculator",
-]
+from __future__ import annotations
+
+import importlib
+
+_MODULE_OF = {
+    "load_calculator": "calculator",
+    "nequip_calculator": "calculator",
+    "MODEL_PRESETS": "spec",
+    "ModelSpec": "spec",
+    "max_freeze_depth": "spec",
+    "model_preset": "spec",
+    "SourceModel": "transfer",
+    "copy_source_weights": "transfer",
+    "freeze": "transfer",
+    "load_source": "transfer",
+}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+

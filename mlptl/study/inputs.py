@@ -37,18 +37,30 @@ class Inputs:
         self._started = time.time()
 
     def start(self) -> None:
-        from mlptl.study.prepare import pretrain, resolve_data
+        import ray
+
+        from mlptl.study.prepare import data_at_hand, pretrain, pretrained_at_hand, resolve_data
         from mlptl.study.tune import init_ray, run_task
 
         run, s = self.run, self.run.study
         init_ray()
         cpus, refs = s.resources.cpus_per_trial, run.references
-        self._target = run_task(resolve_data, s.target_data, run.stores.data, num_cpus=cpus, references=refs)
-        gen = s.target_data.generate
-        run.progress.input(f"{s.target_element} data", f"labelling {gen.n_frames} frames" if gen else "reading")
+        # What the store or the user cache already holds (a resumed study, data a second study shares) is
+        # read here, as a finished future; a task would start a worker to find a file (seconds per study).
+        data = data_at_hand(s.target_data, run.stores.data)
+        if data is not None:
+            self._target = ray.put(data)
+        else:
+            self._target = run_task(resolve_data, s.target_data, run.stores.data, num_cpus=cpus, references=refs)
+            gen = s.target_data.generate
+            run.progress.input(f"{s.target_element} data", f"labelling {gen.n_frames} frames" if gen else "reading")
         if "transfer" in s.inits:
             gpus = 1 if s.resources.gpus_per_trial else 0  # else it would use its node's GPUs unaccounted
             for src in s.sources:
+                model = pretrained_at_hand(s, run.storage, src)
+                if model is not None:
+                    self._sources[src] = ray.put(model)
+                    continue
                 self._sources[src] = run_task(pretrain, s, run.storage, src, num_cpus=cpus, num_gpus=gpus, references=refs)
                 run.progress.input(f"{src} model", "starting")
         reference, cfg = s.reference_for_target(), s.evaluation.stability()

@@ -191,8 +191,13 @@ def make_tuner(study: Study, storage: Path, name: str, param_space, tune_config,
     # Every trial checkpoints each epoch and keeps one: Ray then snapshots its state often and says so
     # at every epoch; the snapshot is cheap on local storage, the warning is noise.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray Tune's result.json and progress.csv per trial (where each trial ran: clusters/README.md), but not
+    # its TensorBoard event files: the metrics are in MLflow, and tensorboardX would import torch into the
+    # driver, which trains nothing (about 1.2 s per driver start).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     _quiet_experiment_state_race()
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from mlptl.study.trial import run_trial
 
@@ -208,7 +213,7 @@ def make_tuner(study: Study, storage: Path, name: str, param_space, tune_config,
             storage_path=str(storage / "ray"),
             failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=callbacks,
+            callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
             verbose=0,
         ),
     )

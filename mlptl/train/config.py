@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlptl.model.spec import ModelSpec, allegro_model_config
-from mlptl.model.transfer import SourceModel
 from mlptl.train.schedules import lr_scheduler_config
 from mlptl.train.spec import TrainSpec
+
+if TYPE_CHECKING:  # transfer imports torch, which a driver reading specs does not need
+    from mlptl.model.transfer import SourceModel
 
 __all__ = ["data_config", "training_module_config", "model_config", "per_element_energy_shifts"]
 

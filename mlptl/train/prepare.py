@@ -9,14 +9,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlptl.errors import InputError
 from mlptl.model import _nequip
 from mlptl.model.spec import ModelSpec
-from mlptl.model.transfer import SourceModel
 from mlptl.train.config import data_config, model_config, per_element_energy_shifts, training_module_config
 from mlptl.train.spec import SPLITS, TrainSpec, split_file
+
+if TYPE_CHECKING:  # transfer imports torch, which a driver reading specs does not need
+    from mlptl.model.transfer import SourceModel
 
 log = logging.getLogger(__name__)
 
