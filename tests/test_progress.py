@@ -132,8 +132,9 @@ def test_a_study_in_a_pipe_and_on_a_terminal(tmp_path):
     study's start-up and phase 1 leave a core idle): the piped one is read by a thread."""
     piped = tmp_path / "piped.py"
     piped.write_text(TINY.format(storage=str(tmp_path / "s1")))
+    # its own empty user cache: it labels its data (the first line says so) rather than finding it at hand
     pipe_proc = subprocess.Popen([sys.executable, str(piped)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
+                                 stderr=subprocess.PIPE, text=True, env={**os.environ, "MLPTL_CACHE": str(tmp_path / "cache")})
     piped_out: dict[str, str] = {}
 
     def communicate() -> None:

@@ -68,3 +68,35 @@ def test_a_second_store_takes_the_reference_rdf_the_first_one_computed(tmp_path,
     again = rdf_module.reference_rdf("Ge", [300.0], RDF_CONFIG, reference="sw", cache_dir=tmp_path / "b")
     np.testing.assert_array_equal(again[300.0][1], first[300.0][1])
     assert len(list((tmp_path / "b").glob("rdf-Ge-sw-300K-*.json"))) == 1  # the store holds its own copy
+
+
+def test_what_a_store_or_the_user_cache_holds_is_at_hand_without_a_task(tmp_path, monkeypatch, caplog):
+    """A study's driver reads the target data and a source model that need no making itself
+    (``*_at_hand``), where a Ray task would start a worker process only to find a file."""
+    from mlptl.study.prepare import data_at_hand, pretrain, pretrained_at_hand
+    from mlptl.study.sections import Pretraining
+
+    monkeypatch.setenv("MLPTL_CACHE", str(tmp_path / "user"))
+    caplog.set_level(logging.INFO, logger="mlptl")
+    source = DataSource(generate=SPEC)
+    assert data_at_hand(source, tmp_path / "a" / "data") is None, "nothing labelled yet: a task's work"
+    assert not _generated(caplog), "asking whether the data is at hand labelled it"
+    made = resolve_data(source, tmp_path / "a" / "data")
+    assert data_at_hand(source, tmp_path / "a" / "data") == made  # in the store
+    assert data_at_hand(source, tmp_path / "b" / "data") == tmp_path / "b" / "data" / SPEC.filename()  # shared
+    assert sum(r.getMessage().startswith("generating") for r in caplog.records) == 1, "labelled twice"
+    assert data_at_hand(DataSource(path=str(made)), tmp_path / "c") == made  # a file by path
+
+    from _studies import tiny_study
+
+    study = replace(tiny_study(tmp_path), target_element="Ge", source_element="Si",
+                    pretraining=Pretraining(data=DataSource(generate=preset("tiny", "Si", reference="sw", frames_per_temperature=3)),
+                                            max_epochs=1, val_size=2, test_size=2))
+    store = tmp_path / "store"
+    assert pretrained_at_hand(study, store, "Si") is None, "no model yet: a task trains it"
+    model, metrics = pretrain(study, store, "Si")
+    assert pretrained_at_hand(study, store, "Si") == (model, metrics)
+    longer = replace(study, pretraining=replace(study.pretraining_for("Si"), max_epochs=2))
+    assert pretrained_at_hand(longer, store, "Si") is None, "another spec is another model"
+    given = replace(study, pretraining=Pretraining(pretrained=str(model)))
+    assert pretrained_at_hand(given, tmp_path / "other", "Si") == (model, {"pretrained": "given"})

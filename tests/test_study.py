@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -65,6 +67,10 @@ def test_stability_runs_too_short_for_the_rdf_criterion_are_named_at_launch(tmp_
     study = tiny_study(tmp_path)  # stability_steps=40
     (warning,) = study_warnings(study)
     assert warning.startswith("evaluation.stability_steps=40 is shorter than the RDF criterion needs (1000 steps")
+    assert warning.endswith("no reference RDF is computed for it"), "40 steps end within the equilibration"
+    (past,) = study_warnings(replace(study, evaluation=EvaluationSpec(  # some RDF frames: the reference is needed
+        stability_temperatures=(300.0,), stability_steps=600, properties=False)))
+    assert "no reference RDF" not in past
     assert not study_warnings(replace(study, evaluation=EvaluationSpec(
         stability_temperatures=(300.0,), stability_steps=1000, properties=False)))
 
@@ -152,6 +158,23 @@ def test_study_end_to_end_with_pruning_and_failing_trials(e2e_study):
     assert (result.report_dir / "learning_curve.png").is_file()
     assert "scratch-n4" in (result.report_dir / "report.md").read_text()
     assert result.counts["failed"] == 8
+    # Ray Tune's per-trial results (where each trial ran: clusters/README.md), not its TensorBoard files
+    assert list(result.storage.glob("ray/*/*/result.json")) and list(result.storage.glob("ray/*/*/progress.csv"))
+    assert not list(result.storage.glob("ray/*/*/events.out.tfevents*"))
+
+
+def test_a_study_driver_imports_no_torch():
+    """The driver and the ``mlptl`` command train nothing: importing torch (over a second) is left to the
+    processes that do, through the lazy names of mlptl.model and mlptl.train."""
+    code = ("import sys; import mlptl, mlptl.cli, mlptl.cli.run, mlptl.study.runner, mlptl.study.inputs, "
+            "mlptl.study.final, mlptl.report; from mlptl.train import TrainSpec, prepare; "
+            "from mlptl.model import ModelSpec; print(sorted(m for m in ('torch', 'nequip') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]", r.stdout + r.stderr[-2000:]
+    from mlptl.model import load_source, transfer
+    from mlptl.train import loop, train
+
+    assert train is loop.train and load_source is transfer.load_source, "a lazy name is what it names"
 
 
 def test_study_file_loads_and_overrides(tmp_path):

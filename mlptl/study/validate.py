@@ -109,7 +109,8 @@ def study_warnings(s: Study) -> list[str]:
         # on temperature, forces and distances only
         out.append(f"evaluation.stability_steps={cfg.steps} is shorter than the RDF criterion needs "
                    f"({cfg.rdf_steps} steps: {cfg.rdf_equilibration:g} ps of equilibration, then a "
-                   f"{cfg.rdf_window:g} ps window): MD stability is judged without it")
+                   f"{cfg.rdf_window:g} ps window): MD stability is judged without it"
+                   + ("; no reference RDF is computed for it" if not cfg.samples_rdf else ""))
     return out
 
 
