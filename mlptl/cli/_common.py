@@ -46,10 +46,11 @@ def run_with_errors(func: Callable[[argparse.Namespace], int | None], args: argp
     from mlptl.errors import Interrupted
     from mlptl.study.signals import exit_on_next_signal
 
-    # Registered first, so it runs last at exit, after Ray's shutdown: the interpreter's final garbage
-    # collections then skip the heap torch, MLflow and pandas built (2 s of a study driver's exit;
-    # bench/README.md, "Driver start-up and exit"). Nothing is lost: atexit handlers and the per-object
-    # clean-up on reference counts still run.
+    # Registered before Ray's, so it runs after Ray's shutdown at exit (atexit runs last-in first-out;
+    # logging's flush still follows): the interpreter's final garbage collections then skip the heap torch,
+    # MLflow and pandas built (2 s of a study driver's exit; bench/README.md, "Driver start-up and exit").
+    # Objects freed by reference counting still are; only cycles are left to the process's end, and mlptl
+    # writes every file atomically and closes it.
     atexit.register(gc.freeze)
     try:
         return int(func(args) or 0)
