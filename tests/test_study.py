@@ -323,7 +323,7 @@ def _trial_run(tmp_path, study: str, **tags: str):
     return uri, c, exp, run
 
 
-def _fit_trial(tmp_path, uri: str, exp: str, study: str, data: str):
+def _fit_trial(tmp_path, uri: str, exp: str, study: str, data: str, study_status: str = "running"):
     """Trial KEY (3 epochs of the tiny model) run by a real Ray Tune, as a study or its resume asks it."""
     from ray import tune
 
@@ -333,7 +333,7 @@ def _fit_trial(tmp_path, uri: str, exp: str, study: str, data: str):
     from mlptl.train import TrainSpec
 
     c = T.client(uri)
-    parent = c.create_run(exp, tags={T.TAG_ROLE: "study", T.TAG_STATUS: "running"}).info.run_id  # the study's run
+    parent = c.create_run(exp, tags={T.TAG_ROLE: "study", T.TAG_STATUS: study_status}).info.run_id  # the study's run
     job = TrialJob(
         study=study, trial_key=KEY, cell="scratch-n4", phase="search", replicate=0,
         train=TrainSpec(element="Ge", data=data, out=str(tmp_path / "run"), init="scratch", train_size=4, lr=1e-3,
@@ -450,3 +450,17 @@ def test_a_trial_that_starts_as_the_study_is_interrupted_finds_it_marked(tmp_pat
     assert study_interrupted(c, job)
     c.set_tag(parent, T.TAG_STATUS, "running")  # --resume marks it running before any trial starts
     assert not study_interrupted(c, job)
+
+
+def test_a_trial_that_starts_after_the_study_was_marked_interrupted_opens_no_run(tmp_path):
+    """The driver marked the study interrupted, swept the runs tagged running and is exiting, which kills its
+    trial processes; an attempt that starts now (CI stress, 2026-12-07: 380 ms after SIGINT) must not open a
+    run that the exit would leave RUNNING: it opens none and reports itself stopped."""
+    store = tmp_path / "store"
+    store.mkdir()
+    uri = T.default_tracking_uri(store)
+    exp = T.ensure_experiment(T.client(uri), "late", store / "artifacts")
+    res = _fit_trial(tmp_path, uri, exp, "late", str(tmp_path / "missing.extxyz"), study_status="interrupted")
+    assert res.metrics["mlptl_status"] == "stopped" and "interrupted" in res.metrics["reason"]
+    runs = T.client(uri).search_runs([exp], filter_string=f"tags.`{T.TAG_ROLE}` = 'trial'")
+    assert runs == [], [r.data.tags for r in runs]

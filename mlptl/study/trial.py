@@ -146,6 +146,10 @@ def _attempt(job: TrialJob, c, limit: _Limit, t0: float, cpu0: float) -> None:
     torch.set_num_threads(max(1, int(job.cpus)))
     job.run_dir.mkdir(parents=True, exist_ok=True)
     try:
+        # Asked before the run is opened too: an attempt that starts after the driver marked the study opens
+        # no run, which the driver's exit could then kill before it is recorded (CI stress, 2026-12-07)
+        if study_interrupted(c, job):
+            return _stopped(job, None, None, limit, "the study was interrupted before this trial started")
         run_id, reused = open_run(c, job)
         stopping = study_interrupted(c, job)
     except T.TrackingUnavailable as e:

@@ -86,9 +86,10 @@ def open_run(c, job: TrialJob) -> tuple[str, bool]:
 
 
 def study_interrupted(c, job: TrialJob) -> bool:
-    """Whether the driver has marked the study interrupted. Asked after :func:`open_run`: the driver marks
-    the study first and then every trial run tagged running, so an attempt that tagged its run after that
-    sweep finds the study marked here and records itself interrupted, and none is left running."""
+    """Whether the driver has marked the study interrupted. Asked before :func:`open_run` (an attempt that
+    starts after the mark opens no run) and after it: the driver marks the study first and then every
+    trial run tagged running, so an attempt that tagged its run after that sweep finds the study marked
+    here and records itself interrupted, and none is left running."""
     return c.get_run(job.parent_run_id).data.tags.get(T.TAG_STATUS) == "interrupted"
 
 
