@@ -837,9 +837,11 @@ def test_study_on_two_nodes_logs_to_one_mlflow_server_and_survives_a_killed_work
         (r["pid"], run.nodes.get(r["pid"])) for r in after
     ]
     resumed_at, last = int(after[0]["epoch"]), int(before[-1]["epoch"])
-    # Resumed from its last Ray checkpoint, not from scratch: mlptl's epoch callback saves last.ckpt before it
-    # reports epoch k, so the checkpoint Ray holds is epoch k's and the retried trial starts at epoch k + 1.
-    assert resumed_at == last + 1, (last, resumed_at)
+    # Resumed from a Ray checkpoint, not from scratch: mlptl's epoch callback saves last.ckpt before it
+    # reports epoch k, so the retried trial starts at epoch k + 1, or at k when the node died before Ray had
+    # taken epoch k's checkpoint in although the driver had its result (CI, 2026-12-07: epoch 3 reported from
+    # the worker, the retry began at epoch 3). Either way no epoch is logged twice (below).
+    assert resumed_at in (last, last + 1), (last, resumed_at)
     assert after[-1].get("mlptl_status") == "finished" and int(after[-1]["epoch"]) == epochs
     hist = pd.read_csv(next(run.store.glob(f"trials/*/*/{state['key']}/history.csv")))
     assert list(hist.epoch) == list(range(1, epochs + 1))
