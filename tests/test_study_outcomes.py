@@ -146,10 +146,12 @@ def test_ray_tunes_copy_of_a_renamed_temporary_file_is_no_traceback(caplog):
 @pytest.mark.slow
 def test_a_non_sw_pair_runs_end_to_end(tmp_path):
     """Ni -> Cu on EMT (fcc metals) in smoke mode: data, pretraining, search, replicates, MD stability from
-    the EMT Cu crystal, registry and report, as a user runs studies/ni_to_cu.py."""
+    the EMT Cu crystal, registry and report, as a user runs studies/ni_to_cu.py (one search trial per cell:
+    what a second one would add, pruning and the sampler, other tests cover)."""
     repo = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
-        [sys.executable, str(repo / "studies" / "ni_to_cu.py"), "--smoke", "--storage", str(tmp_path / "store")],
+        [sys.executable, str(repo / "studies" / "ni_to_cu.py"), "--smoke", "--trials-per-cell", "1",
+         "--storage", str(tmp_path / "store")],
         capture_output=True, text=True, timeout=1800,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
