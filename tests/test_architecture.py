@@ -15,7 +15,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mlptl"
 LAYERS = ["base", "data", "model", "train", "evaluate", "tracking", "study", "report", "cli", "api"]
-BASE = {"mlptl.errors", "mlptl.metrics", "mlptl.fsutil", "mlptl.serial"}
+BASE = {"mlptl.errors", "mlptl.metrics", "mlptl.fsutil", "mlptl.serial", "mlptl.lazy"}
 #: ``mlptl`` itself: the public facade (``from mlptl import main``) that may reach every layer.
 API = "mlptl"
 MAX_LINES = 450

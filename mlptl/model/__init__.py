@@ -5,7 +5,7 @@ read model specs without importing torch, which only the processes that train or
 
 from __future__ import annotations
 
-import importlib
+from mlptl.lazy import lazy_names
 
 _MODULE_OF = {
     "load_calculator": "calculator",
@@ -23,10 +23,7 @@ _MODULE_OF = {
 __all__ = sorted(_MODULE_OF)
 
 
-def __getattr__(name: str):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+__getattr__ = lazy_names(__name__, _MODULE_OF)
 
 
 def __dir__() -> list[str]:

@@ -9,6 +9,7 @@ drive studies themselves.
 
 from mlptl.data.generate import GenerationSpec
 from mlptl.data.mixtures import MixtureSpec
+from mlptl.lazy import lazy_names
 from mlptl.study.spec import (
     Cell,
     DataSource,
@@ -42,13 +43,5 @@ __all__ = [
     "apply_overrides",
 ]
 
-_LAZY = {"run_study": "mlptl.study.runner", "load_study": "mlptl.study.load", "apply_overrides": "mlptl.study.load"}
-
-
-def __getattr__(name: str):
-    # The runner imports Ray and MLflow: a study file that only defines a study does not pay for them.
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The runner imports Ray and MLflow: a study file that only defines a study does not pay for them.
+__getattr__ = lazy_names(__name__, {"run_study": "runner", "load_study": "load", "apply_overrides": "load"})

@@ -62,8 +62,9 @@ def _pretraining_run(study: Study, storage: Path, source: str, data: Path) -> Tr
     """The training run of ``source``'s model on ``data``, in the store folder its cache key names."""
     from mlptl.data.readers import data_hash
 
-    spec = study.pretraining_for(source).train_spec(source, data, StoreLayout(storage).pretrained, compile=study.compile)
-    return replace(spec, out=str(StoreLayout(storage).pretrained / f"{source}-{pretrain_key(spec, data_hash(data))}"))
+    folder = StoreLayout(storage).pretrained
+    spec = study.pretraining_for(source).train_spec(source, data, folder, compile=study.compile)
+    return replace(spec, out=str(folder / f"{source}-{pretrain_key(spec, data_hash(data))}"))
 
 
 def _cached_model(spec: TrainSpec) -> tuple[Path, dict[str, Any]] | None:

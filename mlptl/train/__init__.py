@@ -9,6 +9,7 @@ Optuna, MLflow and mlptl's evaluation wrap it from outside; none of them is impo
 first epoch), ``history`` (the per-epoch callback and history.csv), ``loop`` (the fit and the package).
 """
 
+from mlptl.lazy import lazy_names
 from mlptl.train.prepare import Prepared, prepare, prepare_data
 from mlptl.train.schedules import LR_SCHEDULES
 from mlptl.train.spec import (
@@ -41,12 +42,4 @@ __all__ = [
 
 # The fit imports torch and nequip: a study's driver, which reads train specs, loads it only where it
 # trains (PEP 562, as mlptl.study does for its runner).
-_LAZY = {"train": "loop", "package": "loop"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, {"train": "loop", "package": "loop"})
