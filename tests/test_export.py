@@ -43,14 +43,20 @@ def frames(models):
     from mlptl.data.readers import read_frames
 
     out = read_frames(models[0].test_path)[:2]
-    sheared = out[0].copy()
-    cell = sheared.cell.array.copy()
-    cell[0, 1] += 0.9
-    cell[2, 0] -= 0.6
-    sheared.set_cell(cell * 1.02, scale_atoms=True)
+    sheared = _sheared(out[0], 0.9, -0.6)
     small = bulk("Ge", "diamond", a=5.6, cubic=True)
     small.rattle(0.1, seed=3)
     return [*out, sheared, small]
+
+
+def _sheared(atoms, xy: float, zx: float):
+    """A copy of ``atoms`` in a sheared (by ``xy`` and ``zx`` A) and 2 % strained cell."""
+    out = atoms.copy()
+    cell = out.cell.array.copy()
+    cell[0, 1] += xy
+    cell[2, 0] += zx
+    out.set_cell(cell * 1.02, scale_atoms=True)
+    return out
 
 
 def _assert_matches(diff):
@@ -155,11 +161,7 @@ def test_lammps_export_matches_the_package_states_its_type_order_and_tells_model
     assert f"pair_coeff * * {out} Cu Ni" in r.stdout
     frames = read_frames(alloy_models[0].test_path)
     assert {s for a in frames for s in a.get_chemical_symbols()} == {"Cu", "Ni"}
-    sheared = frames[0].copy()
-    cell = sheared.cell.array.copy()
-    cell[0, 1] += 0.7
-    cell[2, 0] -= 0.5
-    sheared.set_cell(cell * 1.02, scale_atoms=True)
+    sheared = _sheared(frames[0], 0.7, -0.5)
     small = bulk("Cu", "fcc", a=3.6, cubic=True)  # 4 atoms, 3.6 A edges: several images within the cutoff
     small.set_chemical_symbols(["Cu", "Ni", "Cu", "Ni"])
     small.rattle(0.05, seed=3)
