@@ -170,6 +170,7 @@ PRIVATE = {
     # pattern: the one module allowed to use it
     r"\._storage\b|\._trial_id\b|\._contains\(": None,  # Optuna: public API only (study.tell, set_user_attr)
     r"_from_saved_model|\"sole_model\"|'sole_model'|_SOLE_MODEL_KEY|nequip\.scripts\._|_suppress_package": "mlptl/model/_nequip.py",
+    r"matscipy import ffi|matscipy\.ffi|\bmake_result\b|\bget_triplets\b": "mlptl/data/_matscipy.py",
 }
 
 

@@ -37,6 +37,7 @@ ANALYSES = {
     "pairs_learning_curve": "test_pairs_learning_curve",
     "process_cpu": "test_process_cpu",
     "pruners": "test_pruners",
+    "reference_speed": "test_reference_speed",
     "study_costs": "test_study_costs",
     "sw_learning_curve": "test_sw_learning_curve",
     "train_compile": "test_train_compile",
@@ -397,6 +398,20 @@ def test_train_compile(bench):
     summary = tc.summarise(res["runs"])
     assert close(json.loads(json.dumps(summary)), res["summary"])
     assert [r(s["ratio_compile_over_eager"], 2) for s in summary] == [0.34, 0.37]
+
+
+def test_reference_speed(bench):
+    rs = bench["reference_speed"]
+    assert rs.main(["--replot"]) == 0
+    written(bench, "reference_speed.png")
+    res = committed("reference_speed.json")
+    assert close(json.loads(json.dumps(rs.summarise(res["rows"]))), res["summary"])
+    by = {(s["potential"], s["n_atoms"]): s for s in res["summary"]["force_calls"]}
+    # bench/README.md's figures
+    assert [r(by[("SW Si", n)]["ratio_median"], 2) for n in (8, 64, 512)] == [0.49, 0.35, 0.24]
+    assert r(by[("Tersoff Si", 64)]["ratio_median"], 2) == 0.54
+    lab = res["summary"]["labelling"]
+    assert lab["identical"] and r(lab["ratio_median"], 2) == 0.38
 
 
 def test_md_speed(bench):

@@ -160,6 +160,46 @@ def test_forces_are_minus_the_energy_gradient_and_stress_the_strain_derivative(e
         assert stress[voigt] == pytest.approx(numeric_s, abs=1e-6, rel=1e-3)
 
 
+_MANYBODY = [(e, n) for e, n in LIBRARY if n != "emt"] + [("Si", "tersoff-si-ge")]
+
+
+@pytest.mark.parametrize("element, name", _MANYBODY, ids=[f"{e}-{n}" for e, n in _MANYBODY])
+def test_matscipy_references_give_matscipys_own_numbers_to_the_last_bit(element, name):
+    """mlptl's matscipy calculators skip triplet work the energy and forces never use
+    (mlptl/data/_matscipy.py): energies, forces, stresses and the Hessian (which matscipy builds itself)
+    equal stock matscipy's exactly, on a 2-atom cell (a neighbour's periodic images among the triplets),
+    a strained, rattled conventional cell and its 2x2x2 repeat; the Si-Ge Tersoff on a mixed cell."""
+    from ase.build import bulk
+    from matscipy.calculators.manybody import Manybody
+
+    from mlptl.data._matscipy import EnergyForceNeighbourhood
+    from mlptl.data.systems import tersoff_si_ge
+
+    ref = get_reference("Si", "tersoff") if name == "tersoff-si-ge" else get_reference(element, name)
+    ours = tersoff_si_ge() if name == "tersoff-si-ge" else ref.calculator()
+    assert isinstance(ours.neighbourhood, EnergyForceNeighbourhood)  # not stock against stock
+    fields = ("atom_type", "pair_type", "F", "G", "d1F", "d2F", "d11F", "d22F", "d12F",
+              "d1G", "d11G", "d2G", "d22G", "d12G", "cutoff")
+    stock = Manybody(**{f: getattr(ours, f) for f in fields})
+    rng = np.random.default_rng(7)
+    cells = [bulk(element, ref.lattice, a=ref.a0), ref.crystal(1, strain=0.01), ref.crystal(2, strain=-0.01)]
+    for atoms in cells:
+        if name == "tersoff-si-ge":
+            atoms.symbols[::2] = "Ge"
+        atoms.rattle(0.05 * ref.a0 / 5.43, seed=int(rng.integers(1 << 16)))
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.01 * rng.standard_normal((3, 3))), scale_atoms=True)
+        got, want = (ours, stock), []
+        for calc in got:
+            a = atoms.copy()
+            a.calc = calc
+            want.append((a.get_potential_energy(), a.get_forces(), a.get_stress()))
+        (e1, f1, s1), (e2, f2, s2) = want
+        assert np.abs(f1).max() > 0.01  # rattled: not 0 == 0
+        assert e1 == e2 and np.array_equal(f1, f2) and np.array_equal(s1, s2), (len(atoms), e1 - e2, np.abs(f1 - f2).max())
+    small = cells[0]
+    assert np.array_equal(ours.get_hessian(small, "dense"), stock.get_hessian(small, "dense"))
+
+
 # ---------------------------------------------------------------- the registry
 @pytest.fixture
 def library_only(monkeypatch):

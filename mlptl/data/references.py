@@ -272,9 +272,11 @@ def stillinger_weber(parameters: dict) -> Calculator:
     matscipy's conventions: ``costheta0`` is +1/3 for the tetrahedral cos(theta0) = -1/3, ``lambda1``
     is SW's lambda, and q = 0 is built in.
     """
-    from matscipy.calculators.manybody import Manybody, StillingerWeber
+    from matscipy.calculators.manybody import StillingerWeber
 
-    return Manybody(**StillingerWeber(parameters))
+    from mlptl.data._matscipy import manybody
+
+    return manybody(StillingerWeber(parameters))
 
 
 def _matscipy(form: str, module: str, parameters: str) -> Calculator:
@@ -282,10 +284,12 @@ def _matscipy(form: str, module: str, parameters: str) -> Calculator:
 
     Factories are partials of this module-level function, so a Reference pickles (for a Ray task).
     """
-    from matscipy.calculators.manybody import Manybody, explicit_forms
+    from matscipy.calculators.manybody import explicit_forms
+
+    from mlptl.data._matscipy import manybody
 
     params = getattr(importlib.import_module(f"matscipy.calculators.manybody.explicit_forms.{module}"), parameters)
-    return Manybody(**getattr(explicit_forms, form)(params))
+    return manybody(getattr(explicit_forms, form)(params))
 
 
 def _emt() -> Calculator:

@@ -314,10 +314,11 @@ TERSOFF_SI_GE = {
 
 def tersoff_si_ge() -> Calculator:
     """matscipy's many-body calculator with :data:`TERSOFF_SI_GE`."""
-    from matscipy.calculators.manybody import Manybody
     from matscipy.calculators.manybody.explicit_forms import TersoffBrenner
 
-    return Manybody(**TersoffBrenner(TERSOFF_SI_GE))
+    from mlptl.data._matscipy import manybody
+
+    return manybody(TersoffBrenner(TERSOFF_SI_GE))
 
 
 def _own(element: str, name: str) -> tuple[str, float]:
