@@ -30,12 +30,12 @@ from _common import RESULTS_DIR, machine_info, setup_logging, write_csv, write_j
 
 NAME = "reference_speed"
 POTENTIALS = ("SW Si", "SW Ge", "Tersoff Si", "Tersoff Si-Ge")
-FIELDS = ("atom_type", "pair_type", "F", "G", "d1F", "d2F", "d11F", "d22F", "d12F",
-          "d1G", "d11G", "d2G", "d22G", "d12G", "cutoff")
 
 
 def calculators(potential: str) -> tuple[Any, Any, Any]:
     """(mlptl's calculator, stock matscipy's with the same functions, the crystal's Reference)."""
+    import inspect
+
     from matscipy.calculators.manybody import Manybody
 
     from mlptl.data.references import get_reference
@@ -45,7 +45,9 @@ def calculators(potential: str) -> tuple[Any, Any, Any]:
                      "Tersoff Si-Ge": ("Si", "tersoff")}[potential]
     ref = get_reference(element, name)
     ours = tersoff_si_ge() if potential == "Tersoff Si-Ge" else ref.calculator()
-    return ours, Manybody(**{f: getattr(ours, f) for f in FIELDS}), ref
+    # stock matscipy: the same functions, its own default neighbourhood
+    fields = [p for p in inspect.signature(Manybody).parameters if p != "neighbourhood"]
+    return ours, Manybody(**{f: getattr(ours, f) for f in fields}), ref
 
 
 def time_calls(calc: Any, atoms: Any, calls: int, rng: Any) -> float:
@@ -63,7 +65,6 @@ def time_calls(calc: Any, atoms: Any, calls: int, rng: Any) -> float:
 def label_seconds(stock: bool) -> tuple[float, list[Any]]:
     """Wall seconds to label the tiny SW Ge preset (no cache), with stock matscipy or mlptl's calculator."""
     import dataclasses
-    import functools
 
     from mlptl.data.generate import generate_frames, preset
     from mlptl.data.references import get_reference, register_reference
@@ -72,7 +73,7 @@ def label_seconds(stock: bool) -> tuple[float, list[Any]]:
     if stock:
         name = "sw-stock-matscipy"
         register_reference(dataclasses.replace(get_reference("Ge", "sw"), name=name,
-                                               factory=functools.partial(_stock_sw_ge)), replace=True)
+                                               factory=_stock_sw_ge), replace=True)
     t0 = time.perf_counter()
     frames = generate_frames(preset("tiny", "Ge", reference=name), progress=False)
     return time.perf_counter() - t0, frames
