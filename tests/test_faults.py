@@ -5,12 +5,14 @@ workers) blocks forever the first time a worker builds it, as a calculator waiti
 or a dead socket would. The search's MD check builds it in a search trial, to compute the reference RDF.
 With ``Resources(trial_timeout_s=...)`` that trial is stopped at its limit, recorded as failed with the
 reason in MLflow and Optuna, Ray's retry of it does not run into the hang again, the other trials finish
-and the study exits 0; ``--resume`` then runs nothing again.
+and the study exits 0; ``--resume`` then runs nothing again. In the same study every other search trial's
+process is SIGKILLed the first time it builds the reference (the OOM killer): Ray retries it from its
+checkpoint.
 
-The tracking server stopped and restarted: a real ``mlflow server`` is SIGKILLed while search trials log
-their epochs and started again on the same port and database; the trials wait it out (``T.OUTAGE_LIMIT_S``)
-and the study finishes with every trial, run and epoch exactly once. Down for longer than the bound, the
-study stops as interrupted and ``--resume`` finishes it, with the same guarantees.
+The tracking server stopped, twice in one study: a real ``mlflow server`` is SIGKILLed while search trials
+log their epochs. Down for longer than the bound, the study stops as interrupted; started again on the same
+port and database, ``--resume`` runs on, and a second, short outage is waited out (``T.OUTAGE_LIMIT_S``): the
+study finishes with every trial, run and epoch exactly once.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ from mlptl.study import Resources
 LIMIT_S = 45  # an ordinary trial here takes 3-12 s; on a machine loaded far beyond the CI's, more trials than
 # the hung one may reach it, which the test accepts (at least one search trial and the final must finish)
 
-HANG_STUDY = """
+FAULT_STUDY = """
 import dataclasses
 import os
+import signal
 import time
 
 from mlptl import main
@@ -45,37 +48,53 @@ from mlptl.data.references import get_reference, register_reference
 from mlptl.study import (DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace,
                          SearchStability, Study)
 
-ARMED = {armed!r}  # removed by the one process that hangs: every later build works
+ARMED = {armed!r}  # removed by the one process that hangs: every later build works or kills
+MARKS = {marks!r}  # one file per Ray trial killed: each trial's process is killed once, its retry lives
 
 
-def sw_that_hangs_once():
+def sw_that_hangs_once_then_kills_each_trial_once():
+    from ray import tune
+
     try:
         os.rename(ARMED, ARMED + ".taken")  # atomic: one process only
     except FileNotFoundError:
+        pass
+    else:
+        with open(ARMED + ".pid", "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(3600)  # a hang, not an error: no exception, no epoch, nothing
+        raise AssertionError("unreachable")
+    try:
+        trial_id = tune.get_context().get_trial_id()
+    except Exception:
+        trial_id = None
+    if trial_id is None:  # not inside a trial
         return get_reference("Ge", "sw").calculator()
-    with open(ARMED + ".pid", "w") as f:
-        f.write(str(os.getpid()))
-    time.sleep(3600)  # a hang, not an error: no exception, no epoch, nothing
-    raise AssertionError("unreachable")
+    try:
+        os.close(os.open(os.path.join(MARKS, trial_id), os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return get_reference("Ge", "sw").calculator()
+    os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's out-of-memory killer does to a process
 
 
-register_reference(dataclasses.replace(get_reference("Ge", "sw"), name="sw-hangs", factory=sw_that_hangs_once))
+register_reference(dataclasses.replace(get_reference("Ge", "sw"), name="sw-faults",
+                                       factory=sw_that_hangs_once_then_kills_each_trial_once))
 
 STUDY = Study(
-    name="hang",
+    name="faults",
     source_element="Si",
     target_element="Ge",
     inits=("scratch",),  # no source model is trained
     pretraining=Pretraining(data=DataSource(generate=preset("tiny", "Si", reference="sw"))),
     target_data=DataSource(generate=preset("tiny", "Ge", reference="sw", frames_per_temperature=10)),
-    target_reference="sw-hangs",
+    target_reference="sw-faults",
     train_sizes=(4,),
     search=SearchSpace(lr=(3e-3, 1e-2)),
     search_stability=SearchStability(steps=500, temperature=300.0),  # long enough to sample an RDF: the check
-    # then builds the reference, to compare with its RDF, in the trial
+    # then builds the reference, to compare with its RDF, in the trial, after the trial's epochs
     trials_per_cell=3,
     seeds=(0,),
-    max_epochs=1,
+    max_epochs=2,
     pruner=PrunerSpec(kind="none"),
     evaluation=EvaluationSpec(stability_temperatures=(), properties=False),
     resources=Resources(cpus_per_trial=1, max_failures=1, trial_timeout_s={limit}),
@@ -107,7 +126,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _warm_reference_rdf(cache: Path, name: str = "sw-hangs") -> None:
+def _warm_reference_rdf(cache: Path, name: str) -> None:
     """The search MD check's reference RDF, cached as an earlier study would have left it, so that a trial
     spends its seconds on training, not on 1000 steps of reference MD. The trials still build the
     reference (its fingerprint is part of the cache key): that is where one of them hangs."""
@@ -128,41 +147,66 @@ def _trial_runs(c, exp_id: str):
 
 
 @pytest.mark.slow
-def test_a_hung_trial_fails_at_its_time_limit_and_the_study_goes_on(tmp_path: Path):
-    store = tmp_path / "store"
-    armed = tmp_path / "armed"
-    armed.touch()
-    study = tmp_path / "hang.py"
-    study.write_text(HANG_STUDY.format(armed=str(armed), limit=LIMIT_S, storage=str(store)))
+def test_a_hung_trial_fails_at_its_limit_and_killed_trial_processes_are_retried_from_their_checkpoints(
+        tmp_path: Path):
+    """Faults inside trials, in one study (each study start costs the suite half a minute). The first
+    process to build the study's reference hangs: that trial is stopped at its time limit, recorded as failed
+    in MLflow and Optuna, and Ray's retry of it does not run into the hang again. Every other search trial's
+    process is SIGKILLed once, after its epochs, while its node lives on (what the OOM killer does): Ray Tune
+    retries it (max_failures=1) from its last checkpoint in the same MLflow run, and it finishes without
+    training or logging an epoch again. Meanwhile another process holds the Optuna store's write lock for
+    longer than SQLite's default wait: the driver waits. The study exits 0; ``--resume`` runs nothing again."""
+    import sqlite3
 
-    _warm_reference_rdf(store / "cache")
+    store, marks, armed = tmp_path / "store", tmp_path / "marks", tmp_path / "armed"
+    marks.mkdir()
+    armed.touch()
+    study = tmp_path / "faults.py"
+    study.write_text(FAULT_STUDY.format(armed=str(armed), marks=str(marks), limit=LIMIT_S, storage=str(store)))
+    _warm_reference_rdf(store / "cache", "sw-faults")
     rdfs = sorted((store / "cache").glob("rdf-*"))
 
     t0 = time.monotonic()
     log = tmp_path / "driver.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen([sys.executable, str(study)], stdout=fh, stderr=subprocess.STDOUT)
+        # the lock, once a search trial is running (the Optuna store has a trial): 8 s against SQLite's 5 s
+        db, deadline, locked_at = store / "optuna.db", time.monotonic() + 300, None
+        while proc.poll() is None and time.monotonic() < deadline and locked_at is None:
+            time.sleep(0.2)
+            try:
+                con = sqlite3.connect(db, timeout=30, isolation_level=None)
+                if con.execute("SELECT count(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0]:
+                    con.execute("BEGIN EXCLUSIVE")
+                    locked_at = time.monotonic()
+                    time.sleep(8)
+                    con.execute("COMMIT")
+                con.close()
+            except sqlite3.OperationalError:  # no store or no table yet
+                continue
+        assert locked_at is not None, "the search never ran:\n" + log.read_text()[-3000:]
         # the hung trial's process ends with its Ray actor once the limit is recorded, while the study runs
         pid_file, hung_pid = Path(f"{armed}.pid"), None
-        deadline = time.monotonic() + 600
-        while proc.poll() is None and time.monotonic() < deadline:
+        while proc.poll() is None and time.monotonic() < t0 + 600:
             if hung_pid is None and pid_file.is_file() and pid_file.read_text():
                 hung_pid = int(pid_file.read_text())
             if hung_pid is not None and not _pid_alive(hung_pid):
                 break
             time.sleep(0.5)
+        if hung_pid is None and pid_file.is_file() and pid_file.read_text():
+            hung_pid = int(pid_file.read_text())
         assert hung_pid is not None, "no trial built the reference that hangs:\n" + log.read_text()[-3000:]
         assert not _pid_alive(hung_pid), "the hung trial's process is still running:\n" + log.read_text()[-3000:]
         assert time.monotonic() - t0 < 600, "the study did not end:\n" + log.read_text()[-3000:]
         stopped_while_running = proc.poll() is None
         rc = proc.wait(timeout=max(1.0, 600 - (time.monotonic() - t0)))
-    print(f"study: {time.monotonic() - t0:.0f} s")
+    print(f"study: {time.monotonic() - t0:.0f} s (Optuna store locked {locked_at - t0:.0f}-{locked_at - t0 + 8:.0f} s)")
     assert rc == 0, log.read_text()[-4000:]
     assert stopped_while_running, "the hung process ended only with the study"
     assert sorted((store / "cache").glob("rdf-*")) == rdfs, "the trials computed their own reference RDF"
 
     c = T.client(T.default_tracking_uri(store))
-    exp = c.get_experiment_by_name("hang")
+    exp = c.get_experiment_by_name("faults")
     runs = _trial_runs(c, exp.experiment_id)
     by_key = {r.data.tags[T.TAG_TRIAL_KEY]: r for r in runs}
     assert len(by_key) == len(runs), "a trial has two MLflow runs"
@@ -176,14 +220,18 @@ def test_a_hung_trial_fails_at_its_time_limit_and_the_study_goes_on(tmp_path: Pa
     assert timed_out and finished and timed_out | finished == set(search), outcomes
     if len(timed_out) > 1:
         print(f"note: {len(timed_out) - 1} trial(s) besides the hung one ran past {LIMIT_S} s on this loaded machine")
+    history = {k: [m.step for m in c.get_metric_history(r.info.run_id, "val_forces_mae")] for k, r in search.items()}
     for k in timed_out:
-        hung = search[k]
-        assert hung.data.tags[T.TAG_TIME_LIMIT] == str(LIMIT_S)
-        # Ray retried the errored trial (max_failures=1): the retry found the recorded failure and reported it,
-        # training nothing, so the trial started once
-        assert hung.data.tags[T.TAG_ATTEMPTS] == "1"
-        # it was stopped after its only epoch (the hang is in the MD check that follows), logged once
-        assert [m.step for m in c.get_metric_history(hung.info.run_id, "val_forces_mae")] == [1]
+        # stopped in the MD check that follows its epochs (the hang is there), each epoch logged once;
+        # Ray's retry of it found the recorded failure and reported it, training nothing
+        assert search[k].data.tags[T.TAG_TIME_LIMIT] == str(LIMIT_S)
+        assert history[k] == [1, 2], (k, history[k])
+    assert "1" in {search[k].data.tags[T.TAG_ATTEMPTS] for k in timed_out}, "the hung trial was started again"
+    for k in finished:
+        assert search[k].data.tags[T.TAG_ATTEMPTS] == "2", f"{k}: killed once, so started twice"
+        # killed after its last epoch (in the MD check): the retry resumed there, training and logging nothing
+        assert history[k] == [1, 2], (k, history[k])
+    assert len(list(marks.iterdir())) >= len(finished), "not every finished search trial's process was killed"
     final = [r for r in runs if r.data.tags[T.TAG_PHASE] == "final"]
     assert [r.data.tags[T.TAG_STATUS] for r in final] == ["finished"]
 
@@ -200,7 +248,8 @@ def test_a_hung_trial_fails_at_its_time_limit_and_the_study_goes_on(tmp_path: Pa
     assert proc2.returncode == 0, proc2.stderr[-4000:]
     assert armed.exists(), "the resumed study ran a trial again"
     assert sorted(r.info.run_id for r in _trial_runs(c, exp.experiment_id)) == sorted(by_key[k].info.run_id for k in by_key)
-    assert all(c.get_run(search[k].info.run_id).data.tags[T.TAG_ATTEMPTS] == "1" for k in timed_out)
+    assert {k: c.get_run(r.info.run_id).data.tags[T.TAG_ATTEMPTS] for k, r in search.items()} == {
+        k: r.data.tags[T.TAG_ATTEMPTS] for k, r in search.items()}
     assert len(optuna.load_study(study_name=name, storage=url).trials) == len(trials)
 
 
@@ -328,15 +377,17 @@ def _server_study_midway(tmp_path: Path, mlflow_server, name: str):
     store, log = tmp_path / "store", tmp_path / "driver.log"
     mlflow_server.start()
     c = T.client(mlflow_server.url)
-
-    def runs(status: str) -> int:
-        exp = c.get_experiment_by_name(name)
-        return len(c.search_runs([exp.experiment_id], filter_string=(
-            f"tags.`{T.TAG_ROLE}` = 'trial' and tags.`{T.TAG_STATUS}` = '{status}'"))) if exp else 0
-
     proc = _cli(study, mlflow_server.url, store, log)
-    _wait(proc, log, lambda: runs("finished") >= 1 and runs("running") >= 1, "a trial finished beside a running one", 600)
+    _wait(proc, log, lambda: _count(c, name, "finished") >= 1 and _count(c, name, "running") >= 1,
+          "a trial finished beside a running one", 600)
     return study, store, log, c, proc
+
+
+def _count(c, name: str, status: str) -> int:
+    """How many of study ``name``'s trial runs have mlptl's status ``status``."""
+    exp = c.get_experiment_by_name(name)
+    return len(c.search_runs([exp.experiment_id], filter_string=(
+        f"tags.`{T.TAG_ROLE}` = 'trial' and tags.`{T.TAG_STATUS}` = '{status}'"))) if exp else 0
 
 
 def _assert_every_trial_once(c, store: Path, name: str, *, retried: bool = False) -> None:
@@ -383,28 +434,13 @@ def _ended(proc: subprocess.Popen, log: Path, timeout: float, what: str) -> int:
 
 
 @pytest.mark.slow
-def test_the_tracking_server_stopped_and_restarted_mid_study_loses_and_duplicates_nothing(tmp_path, mlflow_server):
-    """The tracking server SIGKILLed while search trials log epochs, down for OUTAGE_S, restarted on the same
-    port and database: the study waits it out and finishes; every trial has one run, one point per epoch."""
-    t0 = time.monotonic()
-    _, store, log, c, proc = _server_study_midway(tmp_path, mlflow_server, "outage")
-    mlflow_server.kill()
-    t_down = time.monotonic()
-    time.sleep(OUTAGE_S)  # the outage itself
-    mlflow_server.start()
-    print(f"server down for {time.monotonic() - t_down:.0f} s")
-    rc = _ended(proc, log, 600, "after the server came back")
-    print(f"study: {time.monotonic() - t0:.0f} s")
-    assert rc == 0, log.read_text()[-4000:]
-    _assert_every_trial_once(c, store, "outage")
-
-
-@pytest.mark.slow
-def test_a_tracking_server_down_past_the_bound_stops_the_study_and_resume_finishes_it(
+def test_a_tracking_server_down_past_the_bound_stops_the_study_and_one_restarted_is_waited_out(
         tmp_path, mlflow_server, monkeypatch):
-    """Down for longer than the bound (``MLPTL_TRACKING_OUTAGE_S``, here 5 s): the study stops as interrupted,
-    exit 143, naming the server and the resume command; with the server back, ``--resume`` finishes it with
-    every trial, run and epoch exactly once."""
+    """Two outages of one study's tracking server. Down for longer than the bound (``MLPTL_TRACKING_OUTAGE_S``,
+    here 5 s): the study stops as interrupted, exit 143, naming the server and the resume command. With the
+    server back, ``--resume`` (the default bound) runs on; the server is SIGKILLed again while its trials log,
+    down for OUTAGE_S and restarted on the same port and database: the study waits it out and finishes, every
+    trial, run and epoch exactly once. (One study for both: each study start costs the suite half a minute.)"""
     monkeypatch.setenv(T.OUTAGE_ENV, "5")  # the study's processes inherit it (_cli copies the environment)
     study, store, log, c, proc = _server_study_midway(tmp_path, mlflow_server, "down")
     mlflow_server.kill()
@@ -416,127 +452,29 @@ def test_a_tracking_server_down_past_the_bound_stops_the_study_and_resume_finish
     assert f"the tracking server at {mlflow_server.url} is unreachable" in out and "--resume" in out, out[-3000:]
 
     mlflow_server.start()
+    monkeypatch.delenv(T.OUTAGE_ENV)  # the resume waits out the restart below (T.OUTAGE_LIMIT_S)
+    finished_before = _count(c, "down", "finished")
+    started_before = {r.data.tags[T.TAG_TRIAL_KEY] for r in _trial_runs(c, c.get_experiment_by_name("down").experiment_id)}
     log2 = tmp_path / "resume.log"
-    rc = _ended(_cli(study, mlflow_server.url, store, log2, "--resume"), log2, 600, "on --resume")
+    proc = _cli(study, mlflow_server.url, store, log2, "--resume")
+    _wait(proc, log2, lambda: _count(c, "down", "finished") > finished_before and _count(c, "down", "running") >= 1,
+          "the resume finished a trial beside a running one", 600)
+    mlflow_server.kill()
+    t_down = time.monotonic()
+    time.sleep(OUTAGE_S)  # the outage itself
+    mlflow_server.start()
+    print(f"server down for {time.monotonic() - t_down:.0f} s")
+    rc = _ended(proc, log2, 600, "after the server came back")
     assert rc == 0, log2.read_text()[-4000:]
     _assert_every_trial_once(c, store, "down", retried=True)
+    # the restart was waited out: no trial that first started in the resume was started twice by Ray
+    exp = c.get_experiment_by_name("down")
+    attempts = {r.data.tags[T.TAG_TRIAL_KEY]: r.data.tags[T.TAG_ATTEMPTS] for r in _trial_runs(c, exp.experiment_id)}
+    new_in_resume = set(attempts) - started_before
+    assert new_in_resume and all(attempts[k] == "1" for k in new_in_resume), attempts
 
 
-# ---------------------------------------------------------------- a trial's process killed on a live node
-KILL_STUDY = """
-import dataclasses
-import os
-import signal
-
-from mlptl import main
-from mlptl.data.generate import preset
-from mlptl.data.references import get_reference, register_reference
-from mlptl.study import (DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace,
-                         SearchStability, Study)
-
-MARKS = {marks!r}  # one file per Ray trial killed: each trial's process is killed once, its retry lives
-
-
-def sw_that_kills_its_process_once_per_trial():
-    from ray import tune
-
-    try:
-        trial_id = tune.get_context().get_trial_id()
-    except Exception:
-        trial_id = None
-    if trial_id is None:  # not inside a trial
-        return get_reference("Ge", "sw").calculator()
-    try:
-        os.close(os.open(os.path.join(MARKS, trial_id), os.O_CREAT | os.O_EXCL))
-    except FileExistsError:
-        return get_reference("Ge", "sw").calculator()
-    os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's out-of-memory killer does to a process
-
-
-register_reference(dataclasses.replace(get_reference("Ge", "sw"), name="sw-kills",
-                                       factory=sw_that_kills_its_process_once_per_trial))
-
-STUDY = Study(
-    name="killed",
-    source_element="Si",
-    target_element="Ge",
-    inits=("scratch",),
-    pretraining=Pretraining(data=DataSource(generate=preset("tiny", "Si", reference="sw"))),
-    target_data=DataSource(generate=preset("tiny", "Ge", reference="sw", frames_per_temperature=10)),
-    target_reference="sw-kills",
-    train_sizes=(4,),
-    search=SearchSpace(lr=(3e-3, 1e-2)),
-    search_stability=SearchStability(steps=500, temperature=300.0),  # long enough to sample an RDF: the check
-    # then builds the reference, to compare with its RDF, in the trial
-    trials_per_cell=2,
-    seeds=(0,),
-    max_epochs=2,
-    pruner=PrunerSpec(kind="none"),
-    evaluation=EvaluationSpec(stability_temperatures=(), properties=False),
-    resources=Resources(cpus_per_trial=1, max_failures=1),
-    val_size=4,
-    test_size=4,
-    storage={storage!r},
-)
-
-if __name__ == "__main__":
-    raise SystemExit(main(STUDY))
-"""
-
-
-@pytest.mark.slow
-def test_a_killed_trial_process_is_retried_within_max_failures_from_its_checkpoint(tmp_path: Path):
-    """Every search trial's process is SIGKILLed once, after its epochs, while its node lives on (what the
-    OOM killer does): Ray Tune retries it (max_failures=1) from its last checkpoint in the same MLflow run,
-    and it finishes without training or logging an epoch again. Meanwhile another process holds the Optuna
-    store's write lock for longer than SQLite's default wait, while the search runs: the driver waits."""
-    import sqlite3
-
-    store, marks = tmp_path / "store", tmp_path / "marks"
-    marks.mkdir()
-    study = tmp_path / "killed.py"
-    study.write_text(KILL_STUDY.format(marks=str(marks), storage=str(store)))
-    _warm_reference_rdf(store / "cache", "sw-kills")
-    t0 = time.monotonic()
-    log = tmp_path / "driver.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, str(study)], stdout=fh, stderr=subprocess.STDOUT)
-        # the lock, once a search trial is running (the Optuna store has a trial): 8 s against SQLite's 5 s
-        db, deadline, locked_at = store / "optuna.db", time.monotonic() + 300, None
-        while proc.poll() is None and time.monotonic() < deadline and locked_at is None:
-            time.sleep(0.2)
-            try:
-                con = sqlite3.connect(db, timeout=30, isolation_level=None)
-                if con.execute("SELECT count(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0]:
-                    con.execute("BEGIN EXCLUSIVE")
-                    locked_at = time.monotonic()
-                    time.sleep(8)
-                    con.execute("COMMIT")
-                con.close()
-            except sqlite3.OperationalError:  # no store or no table yet
-                continue
-        assert locked_at is not None, "the search never ran:\n" + log.read_text()[-3000:]
-        rc = proc.wait(timeout=600)
-    print(f"study: {time.monotonic() - t0:.0f} s (Optuna store locked {locked_at - t0:.0f}-{locked_at - t0 + 8:.0f} s)")
-    assert rc == 0, log.read_text()[-4000:]
-    assert len(list(marks.iterdir())) == 2, "not every search trial's process was killed"
-
-    c = T.client(T.default_tracking_uri(store))
-    exp = c.get_experiment_by_name("killed")
-    runs = _trial_runs(c, exp.experiment_id)
-    search = [r for r in runs if r.data.tags[T.TAG_PHASE] == "search"]
-    assert len(search) == 2 and len({r.data.tags[T.TAG_TRIAL_KEY] for r in runs}) == len(runs) == 3
-    for r in search:
-        key = r.data.tags[T.TAG_TRIAL_KEY]
-        assert (r.info.status, r.data.tags[T.TAG_STATUS]) == ("FINISHED", "finished"), key
-        assert r.data.tags[T.TAG_ATTEMPTS] == "2", f"{key}: killed once, so started twice"
-        # killed after its last epoch (in the MD check): the retry resumed there, training and logging nothing
-        assert [m.step for m in c.get_metric_history(r.info.run_id, "val_forces_mae")] == [1, 2], key
-    url = f"sqlite:///{store / 'optuna.db'}"
-    (name,) = optuna.get_all_study_names(url)
-    assert [t.state for t in optuna.load_study(study_name=name, storage=url).trials] == [TrialState.COMPLETE] * 2
-
-
+# ---------------------------------------------------------------- a trial's process that died past its retries
 def test_a_trial_whose_process_died_past_its_retries_is_recorded_with_rays_reason(tmp_path: Path):
     """The reason mlptl records for a trial Ray Tune gave up on comes from Ray's own error: for a process
     killed by a signal it says so, instead of "see the Ray logs"."""
