@@ -9,16 +9,21 @@ and the study exits 0; ``--resume`` then runs nothing again. In the same study e
 process is SIGKILLed the first time it builds the reference (the OOM killer): Ray retries it from its
 checkpoint.
 
-The tracking server stopped, twice in one study: a real ``mlflow server`` is SIGKILLed while search trials
-log their epochs. Down for longer than the bound, the study stops as interrupted; started again on the same
+A full disk, then the tracking server stopped twice, in one study. The trials' directories lie on a small
+tmpfs; once the first trial has written its package, the test fills it: the next write of every trial fails
+with ENOSPC, the trial is recorded as interrupted (not failed) and the study stops as interrupted with one
+line. With space again, ``--resume`` runs on until a real ``mlflow server`` is SIGKILLed while search trials
+log their epochs: down for longer than the bound, the study stops as interrupted. Started again on the same
 port and database, ``--resume`` runs on, and a second, short outage is waited out (``T.OUTAGE_LIMIT_S``): the
-study finishes with every trial, run and epoch exactly once.
+study finishes with every trial, run and epoch exactly once, and no trial finished before a fault ran again.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +37,8 @@ from optuna.trial import TrialState
 from mlptl import tracking as T
 from mlptl.errors import InputError
 from mlptl.study import Resources
+from mlptl.study.spec import StoreLayout
+from mlptl.train.spec import MODEL_FILE
 
 LIMIT_S = 45  # an ordinary trial here takes 3-12 s; on a machine loaded far beyond the CI's, more trials than
 # the hung one may reach it, which the test accepts (at least one search trial and the final must finish)
@@ -255,7 +262,7 @@ def test_a_hung_trial_fails_at_its_limit_and_killed_trial_processes_are_retried_
 
 # ---------------------------------------------------------------- the tracking server stopped mid-study
 OUTAGE_S = 10  # how long the tracking server stays down: a restart, well inside the tracking layer's bound
-EPOCHS, TRIALS = 3, 3
+EPOCHS, TRIALS = 3, 4
 
 
 
@@ -269,8 +276,6 @@ def _cli(study: Path, url: str, store: Path, log: Path, *extra: str) -> subproce
 
 def _wait(proc: subprocess.Popen, log: Path, ready, what: str, timeout: float) -> None:
     """Poll ``ready()`` until it holds; fail (and stop the study) if the study ended first or time ran out."""
-    import signal
-
     deadline = time.monotonic() + timeout
     while not ready():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -369,20 +374,6 @@ def test_an_answer_cut_off_by_a_dying_server_is_waited_out_like_a_refused_connec
     assert len([r for r in caplog.records if "retrying in" in r.message]) >= 3
 
 
-def _server_study_midway(tmp_path: Path, mlflow_server, name: str):
-    """The scratch study logging to a fresh tracking server, returned once one of its search trials has
-    finished while another runs: (study file, store, driver log, client, driver process)."""
-    study = tmp_path / f"{name}.py"
-    study.write_text(SCRATCH_STUDY.format(name=name, trials=TRIALS, epochs=EPOCHS))
-    store, log = tmp_path / "store", tmp_path / "driver.log"
-    mlflow_server.start()
-    c = T.client(mlflow_server.url)
-    proc = _cli(study, mlflow_server.url, store, log)
-    _wait(proc, log, lambda: _count(c, name, "finished") >= 1 and _count(c, name, "running") >= 1,
-          "a trial finished beside a running one", 600)
-    return study, store, log, c, proc
-
-
 def _count(c, name: str, status: str) -> int:
     """How many of study ``name``'s trial runs have mlptl's status ``status``."""
     exp = c.get_experiment_by_name(name)
@@ -424,8 +415,6 @@ def _assert_every_trial_once(c, store: Path, name: str, *, retried: bool = False
 
 
 def _ended(proc: subprocess.Popen, log: Path, timeout: float, what: str) -> int:
-    import signal
-
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -433,44 +422,127 @@ def _ended(proc: subprocess.Popen, log: Path, timeout: float, what: str) -> int:
         pytest.fail(f"the study did not end {what}:\n" + log.read_text()[-3000:])
 
 
+def _mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir(parents=True)
+    cmd = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]
+    if os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            pytest.fail("this test mounts a small tmpfs: run it as root (CI does) or with passwordless sudo")
+        cmd = ["sudo", "-n", *cmd]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, f"could not mount a tmpfs at {path}: {r.stderr.strip()}"
+
+
+def _unmount(path: Path) -> None:
+    cmd = ["umount", "-l", str(path)]
+    subprocess.run(cmd if os.geteuid() == 0 else ["sudo", "-n", *cmd], capture_output=True)
+
+
+def _fill(path: Path) -> Path:
+    """Write a file on ``path``'s filesystem until not one more byte fits (unbuffered, smaller and smaller)."""
+    ballast = path / ".ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        size = 1 << 20
+        while size:
+            try:
+                os.write(fd, b"\0" * size)
+            except OSError:
+                size //= 2
+    finally:
+        os.close(fd)
+    return ballast
+
+
 @pytest.mark.slow
-def test_a_tracking_server_down_past_the_bound_stops_the_study_and_one_restarted_is_waited_out(
+def test_a_full_disk_and_a_tracking_server_down_past_the_bound_stop_the_study_and_a_restart_is_waited_out(
         tmp_path, mlflow_server, monkeypatch):
-    """Two outages of one study's tracking server. Down for longer than the bound (``MLPTL_TRACKING_OUTAGE_S``,
-    here 5 s): the study stops as interrupted, exit 143, naming the server and the resume command. With the
+    """Three faults in one study's life, each run resuming the one before (each study start costs the suite
+    half a minute). 1. The trials' disk fills up: exit 143 with one line, a trial interrupted and none failed.
+    2. With space again, ``--resume`` runs until its tracking server is down for longer than the bound
+    (``MLPTL_TRACKING_OUTAGE_S``, here 5 s): exit 143, naming the server and the resume command. 3. With the
     server back, ``--resume`` (the default bound) runs on; the server is SIGKILLed again while its trials log,
     down for OUTAGE_S and restarted on the same port and database: the study waits it out and finishes, every
-    trial, run and epoch exactly once. (One study for both: each study start costs the suite half a minute.)"""
-    monkeypatch.setenv(T.OUTAGE_ENV, "5")  # the study's processes inherit it (_cli copies the environment)
-    study, store, log, c, proc = _server_study_midway(tmp_path, mlflow_server, "down")
-    mlflow_server.kill()
-    t_down = time.monotonic()
-    rc = _ended(proc, log, 300, "with its tracking server down past the bound")
-    print(f"the study stopped {time.monotonic() - t_down:.0f} s after the server died")
-    out = log.read_text()
-    assert rc == 143, f"exit {rc}, expected the interrupted exit (143):\n" + out[-4000:]
-    assert f"the tracking server at {mlflow_server.url} is unreachable" in out and "--resume" in out, out[-3000:]
+    trial, run and epoch exactly once."""
+    name = "faults"
+    study = tmp_path / f"{name}.py"
+    study.write_text(SCRATCH_STUDY.format(name=name, trials=TRIALS, epochs=EPOCHS))
+    store = tmp_path / "store"
+    trials_fs = StoreLayout(store).trials  # the trials' run directories
+    _mount_tmpfs(trials_fs, "32m")
+    mlflow_server.start()
+    c = T.client(mlflow_server.url)
+    procs: list[subprocess.Popen] = []
 
-    mlflow_server.start()
-    monkeypatch.delenv(T.OUTAGE_ENV)  # the resume waits out the restart below (T.OUTAGE_LIMIT_S)
-    finished_before = _count(c, "down", "finished")
-    started_before = {r.data.tags[T.TAG_TRIAL_KEY] for r in _trial_runs(c, c.get_experiment_by_name("down").experiment_id)}
-    log2 = tmp_path / "resume.log"
-    proc = _cli(study, mlflow_server.url, store, log2, "--resume")
-    _wait(proc, log2, lambda: _count(c, "down", "finished") > finished_before and _count(c, "down", "running") >= 1,
-          "the resume finished a trial beside a running one", 600)
-    mlflow_server.kill()
-    t_down = time.monotonic()
-    time.sleep(OUTAGE_S)  # the outage itself
-    mlflow_server.start()
-    print(f"server down for {time.monotonic() - t_down:.0f} s")
-    rc = _ended(proc, log2, 600, "after the server came back")
-    assert rc == 0, log2.read_text()[-4000:]
-    _assert_every_trial_once(c, store, "down", retried=True)
-    # the restart was waited out: no trial that first started in the resume was started twice by Ray
-    exp = c.get_experiment_by_name("down")
+    def run(log: Path, *extra: str) -> subprocess.Popen:
+        procs.append(_cli(study, mlflow_server.url, store, log, *extra))
+        return procs[-1]
+
+    def statuses() -> dict[str, str]:
+        exp = c.get_experiment_by_name(name)
+        return {r.data.tags[T.TAG_TRIAL_KEY]: r.data.tags.get(T.TAG_STATUS) for r in _trial_runs(c, exp.experiment_id)}
+
+    try:
+        # 1. the disk fills up once the first trial has trained to its package
+        log = tmp_path / "driver.log"
+        proc = run(log)
+        _wait(proc, log, lambda: any(trials_fs.rglob(MODEL_FILE)), "a trial wrote its package", 480)
+        ballast = _fill(trials_fs)
+        rc = _ended(proc, log, 480, "with its disk full")
+        out = log.read_text()
+        assert rc == 143, f"exit {rc}, expected the interrupted exit (143):\n" + out[-4000:]
+        assert name in out and "No space left on device" in out and "--resume" in out, out[-3000:]
+        exp = c.get_experiment_by_name(name)
+        (parent,) = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_ROLE}` = 'study'")
+        assert parent.data.tags[T.TAG_STATUS] == "interrupted"
+        after_disk = statuses()
+        assert "interrupted" in after_disk.values(), after_disk  # the full disk stopped a trial...
+        assert "failed" not in after_disk.values(), after_disk  # ...and failed none
+        ballast.unlink()
+
+        # 2. the tracking server down past the bound, while a resumed trial logs beside a finished one
+        monkeypatch.setenv(T.OUTAGE_ENV, "5")  # the study's processes inherit it (_cli copies the environment)
+        log = tmp_path / "resume1.log"
+        finished_before = _count(c, name, "finished")
+        proc = run(log, "--resume")
+        _wait(proc, log, lambda: _count(c, name, "finished") > finished_before and _count(c, name, "running") >= 1,
+              "the resume finished a trial beside a running one", 600)
+        mlflow_server.kill()
+        t_down = time.monotonic()
+        rc = _ended(proc, log, 300, "with its tracking server down past the bound")
+        print(f"the study stopped {time.monotonic() - t_down:.0f} s after the server died")
+        out = log.read_text()
+        assert rc == 143, f"exit {rc}, expected the interrupted exit (143):\n" + out[-4000:]
+        assert f"the tracking server at {mlflow_server.url} is unreachable" in out and "--resume" in out, out[-3000:]
+
+        # 3. a restart of the server, waited out
+        mlflow_server.start()
+        monkeypatch.delenv(T.OUTAGE_ENV)  # the resume waits out the restart below (T.OUTAGE_LIMIT_S)
+        before = statuses()
+        log = tmp_path / "resume2.log"
+        finished_before = _count(c, name, "finished")
+        proc = run(log, "--resume")
+        _wait(proc, log, lambda: _count(c, name, "finished") > finished_before and _count(c, name, "running") >= 1,
+              "the resume finished a trial beside a running one", 600)
+        mlflow_server.kill()
+        t_down = time.monotonic()
+        time.sleep(OUTAGE_S)  # the outage itself
+        mlflow_server.start()
+        print(f"server down for {time.monotonic() - t_down:.0f} s")
+        rc = _ended(proc, log, 600, "after the server came back")
+        assert rc == 0, log.read_text()[-4000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+        _unmount(trials_fs)
+    _assert_every_trial_once(c, store, name, retried=True)
+    exp = c.get_experiment_by_name(name)
     attempts = {r.data.tags[T.TAG_TRIAL_KEY]: r.data.tags[T.TAG_ATTEMPTS] for r in _trial_runs(c, exp.experiment_id)}
-    new_in_resume = set(attempts) - started_before
+    # no trial finished before the full disk ran again; the restart was waited out: no trial that first
+    # started in the last resume was started twice by Ray
+    assert all(attempts[k] == "1" for k, status in after_disk.items() if status == "finished"), (after_disk, attempts)
+    new_in_resume = set(attempts) - set(before)
     assert new_in_resume and all(attempts[k] == "1" for k in new_in_resume), attempts
 
 
