@@ -478,6 +478,13 @@ def test_a_full_disk_and_a_tracking_server_down_past_the_bound_stop_the_study_an
         procs.append(_cli(study, mlflow_server.url, store, log, *extra))
         return procs[-1]
 
+    def resume_until_a_trial_finished_beside_a_running_one(log: Path) -> tuple[subprocess.Popen, Path]:
+        finished_before = _count(c, name, "finished")
+        proc = run(log, "--resume")
+        _wait(proc, log, lambda: _count(c, name, "finished") > finished_before and _count(c, name, "running") >= 1,
+              "the resume finished a trial beside a running one", 600)
+        return proc, log
+
     def statuses() -> dict[str, str]:
         exp = c.get_experiment_by_name(name)
         return {r.data.tags[T.TAG_TRIAL_KEY]: r.data.tags.get(T.TAG_STATUS) for r in _trial_runs(c, exp.experiment_id)}
@@ -502,11 +509,7 @@ def test_a_full_disk_and_a_tracking_server_down_past_the_bound_stop_the_study_an
 
         # 2. the tracking server down past the bound, while a resumed trial logs beside a finished one
         monkeypatch.setenv(T.OUTAGE_ENV, "5")  # the study's processes inherit it (_cli copies the environment)
-        log = tmp_path / "resume1.log"
-        finished_before = _count(c, name, "finished")
-        proc = run(log, "--resume")
-        _wait(proc, log, lambda: _count(c, name, "finished") > finished_before and _count(c, name, "running") >= 1,
-              "the resume finished a trial beside a running one", 600)
+        proc, log = resume_until_a_trial_finished_beside_a_running_one(tmp_path / "resume1.log")
         mlflow_server.kill()
         t_down = time.monotonic()
         rc = _ended(proc, log, 300, "with its tracking server down past the bound")
@@ -519,11 +522,7 @@ def test_a_full_disk_and_a_tracking_server_down_past_the_bound_stop_the_study_an
         mlflow_server.start()
         monkeypatch.delenv(T.OUTAGE_ENV)  # the resume waits out the restart below (T.OUTAGE_LIMIT_S)
         before = statuses()
-        log = tmp_path / "resume2.log"
-        finished_before = _count(c, name, "finished")
-        proc = run(log, "--resume")
-        _wait(proc, log, lambda: _count(c, name, "finished") > finished_before and _count(c, name, "running") >= 1,
-              "the resume finished a trial beside a running one", 600)
+        proc, log = resume_until_a_trial_finished_beside_a_running_one(tmp_path / "resume2.log")
         mlflow_server.kill()
         t_down = time.monotonic()
         time.sleep(OUTAGE_S)  # the outage itself
