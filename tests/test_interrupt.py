@@ -57,6 +57,10 @@ def _client(store: Path):
 
 
 def _trial_runs(store: Path):
+    """The study's trial runs; none while the driver is still creating the stores (do not race its schema
+    migration)."""
+    if not (store / "trials").is_dir():
+        return []
     c = _client(store)
     exp = c.get_experiment_by_name("intr")
     if exp is None:
@@ -103,7 +107,7 @@ def _done(runs, phase: str) -> int:
     return _status(runs, phase, "finished") + _status(runs, phase, "pruned")
 
 
-# ---------------------------------------------------------------- SIGKILL: no handler runs at all
+# ---------------------------------------------------------------- polling, and SIGKILL of a whole process tree
 def _wait_until(proc, log: Path, store: Path, ready, timeout: float = 900) -> bool:
     """Poll until ``ready``; False if the study ended first (the moment had passed)."""
     deadline = time.time() + timeout
@@ -111,7 +115,7 @@ def _wait_until(proc, log: Path, store: Path, ready, timeout: float = 900) -> bo
         time.sleep(1)
         if proc.poll() is not None:
             return False
-        if ready(store, _trial_runs(store) if (store / "trials").is_dir() else []):
+        if ready(store, _trial_runs(store)):
             return True
     return False
 
@@ -180,11 +184,8 @@ def test_signals_and_sigkill_in_every_phase_then_resume_loses_and_duplicates_not
     finished: dict[str, int] = {}
     killed: list[str] = []
 
-    def runs_now():
-        return _trial_runs(store) if (store / "trials").is_dir() else []
-
     def note_finished() -> None:
-        for r in runs_now():
+        for r in _trial_runs(store):
             if r.data.tags.get(T.TAG_STATUS) == "finished":
                 finished.setdefault(r.info.run_id, r.info.end_time)
 
@@ -195,7 +196,7 @@ def test_signals_and_sigkill_in_every_phase_then_resume_loses_and_duplicates_not
         return _start(f, *(["--resume"] if len(starts) > 1 else []))
 
     def sigkill_at(moment: str, ready) -> None:
-        base = runs_now()
+        base = _trial_runs(store)
         proc, log = start()
         hit = _wait_until(proc, log, store, lambda s, rs: ready(s, rs, base))
         tree = _descendants(proc.pid)  # Ray's processes: the node's whole tree dies at once, as in a node lost
@@ -211,7 +212,7 @@ def test_signals_and_sigkill_in_every_phase_then_resume_loses_and_duplicates_not
     sigkill_at("pretraining", lambda s, rs, base: (s / "pretrained").is_dir())
 
     # Ctrl-C in a terminal: SIGINT to the whole process group, while search trials run.
-    base = runs_now()
+    base = _trial_runs(store)
     proc, log = start()
     _wait_for(proc, log, store, lambda s, rs: _status(rs, "search", "finished") > _status(base, "search", "finished")
               and _status(rs, "search", "running") >= 1, "a search trial finished")
