@@ -8,7 +8,9 @@
 - a two-node Ray cluster on 127.0.0.1 (``ray start --head`` + ``ray start --address``) with an MLflow
   tracking server: a study's trials land on both nodes and log to the server;
 - a worker node killed in the middle of a study: its trial continues from its last checkpoint on the
-  surviving node; nothing is lost or duplicated.
+  surviving node; nothing is lost or duplicated;
+- a reference potential registered in a study file works in every Ray worker: in that cluster study and
+  under `mlptl run` on this machine.
 
 The cluster tests start their own processes in their own process groups and kill exactly those (never
 ``ray stop``, which would stop every Ray instance of the machine).
@@ -672,27 +674,49 @@ def cluster(tmp_path_factory):
         c.stop()
 
 
-STUDY = """
-from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
+# ================================================================ studies on the cluster
+# A study file with its own reference potential, which every Ray worker must register before it labels data,
+# computes the reference RDF or evaluates a model (the cluster study below; `mlptl run` at the end).
+OWN_REFERENCE_STUDY = """
 from mlptl import main
+from mlptl.data.generate import preset
+from mlptl.data.references import SW_GE_DING_ANDERSEN, Reference, register_reference, stillinger_weber
+from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
+
+# A new pair, Si -> Sn, with the user's own reference for alpha-tin (diamond, a0 6.489 A): the Ding-Andersen SW
+# form with its length scaled to tin's lattice and a shallower well. Defined only in this file.
+A0_SN = 6.489
+
+
+def sw_tin():
+    return stillinger_weber({{**SW_GE_DING_ANDERSEN, "el": "Sn", "sigma": SW_GE_DING_ANDERSEN["sigma"] * A0_SN / 5.654,
+                             "epsilon": 0.8 * SW_GE_DING_ANDERSEN["epsilon"]}})
+
+
+register_reference(Reference(element="Sn", name="sw-tin", factory=sw_tin, lattice="diamond", a0=A0_SN))
 
 STUDY = Study(
     name={name!r},
     source_element="Si",
-    target_element="Ge",
-    pretraining=Pretraining(),
-    target_data=DataSource(path={data!r}),
-    inits=("scratch",),
+    target_element="Sn",
+    pretraining=Pretraining(
+        data=DataSource(generate=preset("tiny", "Si", reference="sw", frames_per_temperature=6)),
+        max_epochs=2, val_size=3, test_size=3,
+    ),
+    target_data=DataSource(generate=preset("tiny", "Sn", reference="sw-tin", frames_per_temperature=6)),
+    inits={inits!r},
     train_sizes=(4,),
-    search=SearchSpace(lr=(3e-3, 1e-2)),
-    trials_per_cell=2,
+    search=SearchSpace(lr=(3e-3, 1e-2), freeze_depth=(0,)),
+    trials_per_cell={trials},
     seeds=(0,),
     max_epochs={epochs},
     pruner=PrunerSpec(kind="none"),
-    evaluation=EvaluationSpec(stability_temperatures=(), properties=False),
-    resources=Resources(cpus_per_trial=1, max_failures=2),
-    val_size=2,
-    test_size=2,
+    # 4 fs steps: 125 of equilibration, so that 130 steps sample an RDF and the reference RDF is computed
+    evaluation=EvaluationSpec(stability_temperatures=(300.0,), stability_steps=130, stability_timestep_fs=4.0,
+                              reference_steps=200, properties=False),
+    resources=Resources(cpus_per_trial=1, max_failures={max_failures}),
+    val_size=4,
+    test_size=4,
 )
 
 if __name__ == "__main__":
@@ -700,13 +724,30 @@ if __name__ == "__main__":
 """
 
 
+def _own_reference_ok(store: Path, name: str, tracking_uri: str, cells: int) -> None:
+    """The workers built the study's own reference: its data labelled by it, each cell's final replicate
+    evaluated against the stability RDF computed with it, and each cell's model registered."""
+    from mlflow.tracking import MlflowClient
+
+    from mlptl import tracking as T
+
+    c = MlflowClient(tracking_uri)
+    exp = c.get_experiment_by_name(name)
+    final = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_PHASE}` = 'final'")
+    assert [r.data.tags[T.TAG_STATUS] for r in final] == ["finished"] * cells
+    assert all("stability_stable_fraction" in r.data.metrics for r in final)
+    assert any("Sn-sw-tin" in p.name for p in (store / "data").glob("*.extxyz"))
+    assert list((store / "cache").glob("rdf-Sn-sw-tin-300K-*.json"))
+    assert len([m for m in c.search_registered_models() if m.name.startswith(f"{name}-")]) == cells
+
+
 class StudyRun:
     """`python studies/x.py --storage ... --tracking-uri ...` against the cluster, as `ray submit` runs it."""
 
-    def __init__(self, cluster: LocalCluster, root: Path, name: str, data: Path, epochs: int):
+    def __init__(self, cluster: LocalCluster, root: Path, name: str, study: str):
         self.cluster, self.name, self.store = cluster, name, root / "store"
         f = root / f"{name}.py"
-        f.write_text(STUDY.format(name=name, data=str(data), epochs=epochs))
+        f.write_text(study)
         self.log = root / f"{name}.log"
         self.t0 = time.time()
         self.proc = subprocess.Popen(
@@ -780,12 +821,14 @@ class StudyRun:
 
 
 @pytest.mark.slow
-def test_study_on_two_nodes_logs_to_one_mlflow_server_and_survives_a_killed_worker(
-    cluster, tmp_path, tiny_ge
+def test_study_on_two_nodes_with_its_own_reference_logs_to_one_mlflow_server_and_survives_a_killed_worker(
+    cluster, tmp_path
 ):
-    """Two search trials, one per node (1 CPU each), logging to the MLflow server. When the worker node's
-    trial has checkpointed an epoch, the whole worker node is killed (raylet and trial process, SIGKILL):
-    Ray Tune retries the trial (FailureConfig) on the head, from its last checkpoint, in the same MLflow run."""
+    """`python study.py` against the cluster, as `ray submit` runs it, with the study file's own Sn reference
+    (its data labelled, its reference RDF and the final replicate's stability computed by Ray workers). Two
+    search trials, one per node (1 CPU each), log to the MLflow server. When the worker node's trial has
+    checkpointed an epoch, the whole worker node is killed (raylet and trial process, SIGKILL): Ray Tune
+    retries the trial (FailureConfig) on the head, from its last checkpoint, in the same MLflow run."""
     import pandas as pd
 
     from mlptl import tracking as T
@@ -807,7 +850,8 @@ def test_study_on_two_nodes_logs_to_one_mlflow_server_and_survives_a_killed_work
                 state["mlflow_at_kill"] = _metric_steps(cluster.tracking_uri, run.name, key)
                 return
 
-    run = StudyRun(cluster, tmp_path, "two-nodes", tiny_ge, epochs=epochs)
+    study = OWN_REFERENCE_STUDY.format(name="two-nodes", inits=("scratch",), trials=2, epochs=epochs, max_failures=2)
+    run = StudyRun(cluster, tmp_path, "two-nodes", study)
     wall = run.wait(900, poll=kill_worker_mid_trial)
     rows = run.rows()
     search = sorted(k for k in rows if "-final-" not in k)
@@ -865,6 +909,9 @@ def test_study_on_two_nodes_logs_to_one_mlflow_server_and_survives_a_killed_work
         time.strptime(error.read_text().split("occurred at ")[1][:19], "%Y-%m-%d_%H-%M-%S")
     )
     assert "actor" in error.read_text().lower()  # Ray Tune recorded the lost trial process
+
+    # 4. the study file's own reference worked in the cluster's workers
+    _own_reference_ok(run.store, run.name, cluster.tracking_uri, cells=1)
     print(
         f"\n[two-nodes] ray head+worker up in {cluster.times['ray_start_s']:.1f} s, mlflow server (in parallel) in "
         f"{cluster.times['mlflow_start_s']:.1f} s; first trial per node {first_node}; worker killed after epoch "
@@ -887,93 +934,17 @@ def _metric_steps(uri: str, experiment: str, key: str) -> list[int]:
     return [m.step for m in c.get_metric_history(r.info.run_id, "val_forces_mae")]
 
 
-# ================================================================ a study's own reference on every worker
-OWN_REFERENCE_STUDY = """
-from mlptl import main
-from mlptl.data.generate import preset
-from mlptl.data.references import SW_GE_DING_ANDERSEN, Reference, register_reference, stillinger_weber
-from mlptl.study import DataSource, EvaluationSpec, Pretraining, PrunerSpec, Resources, SearchSpace, Study
-
-# A new pair, Si -> Sn, with the user's own reference for alpha-tin (diamond, a0 6.489 A): the Ding-Andersen SW
-# form with its length scaled to tin's lattice and a shallower well. Defined only in this file.
-A0_SN = 6.489
-
-
-def sw_tin():
-    return stillinger_weber({{**SW_GE_DING_ANDERSEN, "el": "Sn", "sigma": SW_GE_DING_ANDERSEN["sigma"] * A0_SN / 5.654,
-                             "epsilon": 0.8 * SW_GE_DING_ANDERSEN["epsilon"]}})
-
-
-register_reference(Reference(element="Sn", name="sw-tin", factory=sw_tin, lattice="diamond", a0=A0_SN))
-
-STUDY = Study(
-    name={name!r},
-    source_element="Si",
-    target_element="Sn",
-    pretraining=Pretraining(
-        data=DataSource(generate=preset("tiny", "Si", reference="sw", frames_per_temperature=6)),
-        max_epochs=2, val_size=3, test_size=3,
-    ),
-    target_data=DataSource(generate=preset("tiny", "Sn", reference="sw-tin", frames_per_temperature=6)),
-    train_sizes=(4,),
-    search=SearchSpace(lr=(3e-3, 1e-2), freeze_depth=(0,)),
-    trials_per_cell=1,
-    seeds=(0,),
-    max_epochs=1,
-    pruner=PrunerSpec(kind="none"),
-    # 4 fs steps: 125 of equilibration, so that 130 steps sample an RDF and the reference RDF is computed
-    evaluation=EvaluationSpec(stability_temperatures=(300.0,), stability_steps=130, stability_timestep_fs=4.0,
-                              reference_steps=200, properties=False),
-    resources=Resources(cpus_per_trial=1, max_failures=0),
-    val_size=4,
-    test_size=4,
-)
-
-if __name__ == "__main__":
-    raise SystemExit(main(STUDY))
-"""
-
-
-def _own_reference_ok(store: Path, name: str, tracking_uri: str) -> None:
-    from mlflow.tracking import MlflowClient
-
-    from mlptl import tracking as T
-
-    c = MlflowClient(tracking_uri)
-    exp = c.get_experiment_by_name(name)
-    final = c.search_runs([exp.experiment_id], filter_string=f"tags.`{T.TAG_PHASE}` = 'final'")
-    assert sorted(r.data.tags[T.TAG_STATUS] for r in final) == ["finished", "finished"]
-    # the workers built the study's reference: data labelled by it, the stability RDF computed with it
-    assert all("stability_stable_fraction" in r.data.metrics for r in final)
-    assert any("Sn-sw-tin" in p.name for p in (store / "data").glob("*.extxyz"))
-    assert list((store / "cache").glob("rdf-Sn-sw-tin-300K-*.json"))
-    assert len([m for m in c.search_registered_models() if m.name.startswith(f"{name}-")]) == 2
-
-
+# ================================================================ a study's own reference under `mlptl run`
 @pytest.mark.slow
 def test_a_reference_registered_in_a_study_file_works_in_every_worker(tmp_path):
     """Under `mlptl run` on this machine: Ray's workers are other processes, which know only the library."""
     f = tmp_path / "own_ref.py"
-    f.write_text(OWN_REFERENCE_STUDY.format(name="ownref"))
+    f.write_text(OWN_REFERENCE_STUDY.format(name="ownref", inits=("scratch", "transfer"), trials=1, epochs=1,
+                                            max_failures=0))
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     r = subprocess.run([_exe("mlptl"), "run", str(f), "--storage", str(tmp_path / "store")], env=env, cwd=tmp_path,
                        capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     from mlptl import tracking as T
 
-    _own_reference_ok(tmp_path / "store", "ownref", T.default_tracking_uri(tmp_path / "store"))
-
-
-@pytest.mark.slow
-def test_a_reference_registered_in_a_study_file_works_on_a_two_node_cluster(cluster, tmp_path):
-    """`python study.py` against the two-node cluster, as `ray submit` runs it."""
-    if cluster.nodes["worker"].proc.poll() is not None:
-        cluster.start_worker()
-    f = tmp_path / "own_ref.py"
-    f.write_text(OWN_REFERENCE_STUDY.format(name="ownref-cluster"))
-    store = tmp_path / "store"
-    r = subprocess.run([sys.executable, str(f), "--storage", str(store), "--tracking-uri", cluster.tracking_uri],
-                       env={**cluster.env, "MLPTL_CACHE": str(tmp_path / "cache")}, cwd=tmp_path,
-                       capture_output=True, text=True, timeout=1200)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
-    _own_reference_ok(store, "ownref-cluster", cluster.tracking_uri)
+    _own_reference_ok(tmp_path / "store", "ownref", T.default_tracking_uri(tmp_path / "store"), cells=2)
