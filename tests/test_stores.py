@@ -111,6 +111,22 @@ def test_a_schema_of_another_library_version_is_refused_with_what_to_do(tmp_path
         check_stores(store, None, resume=True)
 
 
+@pytest.mark.parametrize("what", ["MLflow", "Optuna"])
+def test_the_quick_head_check_agrees_with_alembic_on_every_revision(what):
+    """The schema check reads the migration scripts as text to spare Alembic's import of each one: it must
+    find exactly Alembic's heads (a revision it wrongly took for one would pass an outdated store)."""
+    from alembic.script import ScriptDirectory
+
+    from mlptl.study.stores import _is_head, _migrations_folder
+
+    folder = _migrations_folder(what)
+    script = ScriptDirectory(str(folder))
+    known = {r.revision for r in script.walk_revisions()}
+    assert len(known) > 1
+    assert {r for r in known if _is_head(folder, r)} == set(script.get_heads())
+    assert not _is_head(folder, "ffffffffffff")
+
+
 def test_a_storage_that_cannot_be_written_is_refused(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match=r"file/store: the storage directory cannot be written \(Not a directory\)"):
