@@ -175,9 +175,10 @@ def _is_head(folder: Path, revision: str) -> bool:
     names it (a child names its parent as ``down_revision``). Read as text, because Alembic imports every
     script to answer and MLflow does so again when it opens the store (bench/README.md, "The schema check
     of a resumed store"); only this common case is answered here, anything else goes to Alembic."""
-    named = [f for f in (folder / "versions").glob("*.py") if revision in f.read_text(errors="replace")]
+    texts = (f.read_text(errors="replace") for f in (folder / "versions").glob("*.py"))
+    named = [t for t in texts if revision in t]
     defines = re.compile(rf"^revision\b[^=\n]*=\s*['\"]{re.escape(revision)}['\"]", re.M)
-    return len(named) == 1 and bool(defines.search(named[0].read_text(errors="replace")))
+    return len(named) == 1 and bool(defines.search(named[0]))
 
 
 def _library_version(what: str) -> str:
