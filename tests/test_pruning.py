@@ -115,3 +115,25 @@ def test_a_trial_at_its_last_epoch_is_finished_not_pruned(tmp_path):
     assert cells.report("bad", 2, BAD[1]), "the median pruner prunes this trial before its last epoch"
     cells.live["bad"].pruned_at = None  # as if it had continued
     assert not cells.report("bad", 3, BAD[2]), "at its last epoch there is nothing left to save"
+
+
+def test_an_outcome_recorded_just_before_an_interrupt_does_not_count_once_the_trial_is_queued_again(tmp_path):
+    """The pruner recorded a trial's outcome, then the driver stopped before telling Optuna (CI, 2026-12-07):
+    the resume closes that trial and queues its key again, and a resume after the re-queued trial was killed
+    too still has that trial to run (the stale outcome once made the cell count as done)."""
+    study = replace(tiny_study(tmp_path), inits=("scratch",), train_sizes=(4,), trials_per_cell=2)
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+
+    def resumed() -> CellStudies:
+        return CellStudies(study, url, make_job=lambda cell, key, params: _Job(key=key))
+
+    cells = resumed()
+    assert cells.plan() == 2
+    cells.next_job("a")
+    cells.complete("a", {"best_val_forces_mae": 0.2}, False)
+    cells.next_job("b")
+    cells.live["b"].trial.set_user_attr("outcome", "pruned")  # recorded; the driver stops before the tell
+    cells = resumed()
+    assert cells.plan() == 1  # b queued again with its key
+    assert cells.next_job("b")["key"] == "scratch-n4-t001"  # and asked; this driver is killed in turn
+    assert resumed().plan() == 1

@@ -165,7 +165,11 @@ class CellStudies:
         total = 0
         for cid, st in self.studies.items():
             done = 0
-            for t in st.get_trials(deepcopy=False):
+            trials = st.get_trials(deepcopy=False)
+            # A trial's key's latest Optuna trial speaks for it: an earlier one closed as interrupted may carry
+            # an outcome recorded just before the driver stopped, which its re-queued successor overrides.
+            latest = {t.user_attrs[ATTR_KEY]: t.number for t in trials if t.user_attrs.get(ATTR_KEY)}
+            for t in trials:
                 if t.state == TrialState.WAITING:
                     continue  # enqueued by an earlier resume; ask() hands it out first
                 if t.state == TrialState.RUNNING:
@@ -175,7 +179,8 @@ class CellStudies:
                     st.enqueue_trial(t.params, user_attrs={ATTR_KEY: t.user_attrs.get(ATTR_KEY)})
                     log.info("cell %s: trial %s was interrupted; it will continue", cid, t.user_attrs.get(ATTR_KEY))
                     continue
-                if t.state == TrialState.FAIL and ATTR_OUTCOME not in t.user_attrs:
+                superseded = latest.get(t.user_attrs.get(ATTR_KEY), t.number) != t.number
+                if t.state == TrialState.FAIL and (ATTR_OUTCOME not in t.user_attrs or superseded):
                     continue
                 done += 1
             self.remaining[cid] = max(0, self.study.trials_per_cell - done)
