@@ -13,6 +13,8 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +76,7 @@ def resolve_tracking_uri(storage_dir: Path, explicit: str | None = None) -> str:
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(storage_dir)
 
 
-def client(tracking_uri: str):
+def client(tracking_uri: str, guard: Callable[[], AbstractContextManager] | None = None):
     """A client bound to one store whose every call waits out a tracking server outage (:class:`Retrying`).
     MLflow's global URI is left alone: ``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI, which
     child processes (a second study, a test) would then inherit."""
@@ -84,7 +86,7 @@ def client(tracking_uri: str):
         # MLflow's own HTTP retries (7 in about 4 minutes, unlogged) would come before each wait of ours;
         # a user's explicit setting is kept.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    return Retrying(MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), tracking_uri)
+    return Retrying(MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), tracking_uri, guard)
 
 
 # ---------------------------------------------------------------- a tracking server that stops answering
@@ -151,12 +153,14 @@ class Retrying:
     :func:`outage_limit_s`, then raise :class:`TrackingUnavailable`.
 
     A call that may have reached the server before its answer was lost is looked up before it is sent
-    again, so that an epoch's metrics, a run or a model version is never written twice.
+    again, so that an epoch's metrics, a run or a model version is never written twice. ``guard``, if
+    given, is entered around each attempt (not the waits between them): the study driver's holds signals.
     """
 
-    def __init__(self, raw, uri: str):
+    def __init__(self, raw, uri: str, guard: Callable[[], AbstractContextManager] | None = None):
         self.raw = raw
         self.uri = uri
+        self.guard = guard or nullcontext
 
     def __getattr__(self, name: str):
         if name.startswith("__") or "raw" not in self.__dict__:  # copy and pickle probe before __init__
@@ -174,11 +178,12 @@ class Retrying:
             t0 = time.monotonic()
             while True:
                 try:
-                    if tries and landed is not None:
-                        found = landed(self.raw, *args, **kwargs)
-                        if found is not _NOT_FOUND:
-                            return found
-                    out = method(*args, **kwargs)
+                    with self.guard():
+                        if tries and landed is not None:
+                            found = landed(self.raw, *args, **kwargs)
+                            if found is not _NOT_FOUND:
+                                return found
+                        out = method(*args, **kwargs)
                     if tries:
                         log.info("the tracking server at %s answers again (after %.0f s)", self.uri, waited)
                     return out

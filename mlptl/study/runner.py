@@ -164,10 +164,12 @@ def run_study(study: Study, *, resume: bool = False, resume_command: str | None 
 # ---------------------------------------------------------------- the phases
 def _open(study: Study, resume: bool) -> _Run:
     """The study's stores and its parent run: created, or found again with ``resume``."""
+    from mlptl.study.signals import held
+
     storage = study.storage_dir()
     storage.mkdir(parents=True, exist_ok=True)
     uri = T.resolve_tracking_uri(storage, study.tracking_uri)
-    c = T.client(uri)
+    c = T.client(uri, guard=held)  # a signal raises between the driver's store calls, not inside one
     # A tracking server stores artifacts itself (--artifacts-destination); a local store keeps them here.
     exp_id = T.ensure_experiment(c, study.name, None if uri.startswith(("http://", "https://")) else storage / T.ARTIFACTS_DIR)
     parent = T.find_run(c, exp_id, **{T.TAG_ROLE: "study"})

@@ -20,9 +20,10 @@ from mlptl.errors import Interrupted
 
 log = logging.getLogger(__name__)
 
-__all__ = ["stop_on_signals", "interrupted", "reinstall", "exit_on_next_signal"]
+__all__ = ["stop_on_signals", "interrupted", "reinstall", "exit_on_next_signal", "held"]
 
-_state: dict[str, int | None] = {"signum": None, "active": 0}
+# "held": store calls in progress (:func:`held`); "pending": a first signal that came during one
+_state: dict[str, int | None] = {"signum": None, "active": 0, "held": 0, "pending": None}
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -42,7 +43,31 @@ def _handler(signum: int, frame) -> None:
         _exit_now(signum, frame)
     _state["signum"] = signum
     log.warning("%s received: stopping the study (a second one stops at once)", signal.Signals(signum).name)
+    if _state["held"]:
+        _state["pending"] = signum  # raised as the store call in progress returns
+        return
     raise Interrupted(signum)
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """A store call in the driver finishes before a first signal raises, which then raises as it returns.
+
+    Raised inside MLflow's sqlite write, the exception leaves that transaction open on a connection its
+    traceback keeps alive, and the interruption's own bookkeeping then waits out sqlite's lock (20 s) and
+    fails (a CI run, 2026-12-07). A second signal still ends the process at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _state["held"] += 1
+    try:
+        yield
+    finally:
+        _state["held"] -= 1
+        if not _state["held"] and _state["pending"] is not None:
+            signum, _state["pending"] = _state["pending"], None
+            raise Interrupted(signum)
 
 
 @contextmanager
@@ -52,7 +77,7 @@ def stop_on_signals() -> Iterator[None]:
         yield
         return
     old = {s: signal.getsignal(s) for s in _SIGNALS}
-    _state["signum"] = None
+    _state["signum"] = _state["pending"] = None
     _state["active"] = 1
     for s in old:
         signal.signal(s, _handler)
